@@ -1,0 +1,49 @@
+"""Every audit action the appliance records, as ``area:subject:action``.
+
+One enum, so the set of things the appliance can record is reviewable in one place and documented in
+offline-docs/audit-events.md (a test checks each tag appears there).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["AuditTag"]
+
+
+class AuditTag(StrEnum):
+    # Authentication and accounts
+    AUTH_SESSION_CREATED = "auth:session:created"
+    AUTH_SESSION_FAILED = "auth:session:failed"
+    AUTH_SESSION_THROTTLED = "auth:session:throttled"
+    AUTH_SESSION_ENDED = "auth:session:ended"
+    AUTH_BOOTSTRAP_ISSUED = "auth:bootstrap:issued"
+    AUTH_BOOTSTRAP_USED = "auth:bootstrap:used"
+    AUTH_BOOTSTRAP_REFUSED = "auth:bootstrap:refused"
+    AUTH_USER_CREATED = "auth:user:created"
+    AUTH_USER_PASSWORD_CHANGED = "auth:user:password_changed"
+    AUTH_USER_DEACTIVATED = "auth:user:deactivated"
+    AUTH_TOKEN_CREATED = "auth:token:created"
+    AUTH_TOKEN_REVOKED = "auth:token:revoked"
+    AUTH_TOKEN_REFUSED = "auth:token:refused"
+    AUTH_CSRF_REFUSED = "auth:csrf:refused"
+    # Reviews
+    REVIEW_REVIEW_CREATED = "review:review:created"
+    REVIEW_REVIEW_STARTED = "review:review:started"
+    REVIEW_REVIEW_COMPLETED = "review:review:completed"
+    REVIEW_REVIEW_FAILED = "review:review:failed"
+    REVIEW_REVIEW_REFUSED = "review:review:refused"
+    # The jobs ledger
+    JOBS_JOB_REQUEUED = "jobs:job:requeued"
+    JOBS_JOB_ABANDONED = "jobs:job:abandoned"
+    # Models
+    MODELS_MODEL_ADDED = "models:model:added"
+    MODELS_MODEL_LOADED = "models:model:loaded"
+    MODELS_MODEL_UNAVAILABLE = "models:model:unavailable"
+    # Rule packs
+    PACKS_PACK_LOADED = "packs:pack:loaded"
+    PACKS_PACK_REFUSED = "packs:pack:refused"
+    # The appliance itself
+    SYSTEM_DATABASE_MIGRATED = "system:database:migrated"
+    SYSTEM_SERVICE_STARTED = "system:service:started"
+    SYSTEM_SERVICE_STOPPED = "system:service:stopped"

@@ -1,0 +1,19 @@
+"""The ``cortex`` command: a click group, one module per command family.
+
+Library errors (:class:`ApplianceError`) become ``Error: <message>`` on stderr and exit status 1;
+``cortex review`` and ``cortex scan`` exit 3 when findings reach ``--fail-on``.
+"""
+
+from __future__ import annotations
+
+from appliance.cli import admin, config, models, packs, review, serve
+from appliance.cli.base import cli
+
+__all__ = ["cli", "main"]
+
+for _module in (serve, review, models, packs, admin, config):
+    _module.register(cli)
+
+
+def main() -> None:
+    cli(prog_name="cortex")

@@ -1,0 +1,233 @@
+"""The appliance's settings: one frozen dataclass, loaded once and passed explicitly.
+
+Precedence, lowest first: the defaults below, then the TOML file (``CORTEX_CONFIG`` or
+``/etc/cortex/appliance.toml`` when it exists), then ``CORTEX_<NAME>`` environment variables.
+Every field carries its help text; ``cortex config show`` prints the effective values and where each
+came from, and ``offline-docs/configuration.md`` documents them all (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+from appliance.resources import resource_root
+
+__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings", "setting_fields"]
+
+DEFAULT_CONFIG_FILE = Path("/etc/cortex/appliance.toml")
+ENV_PREFIX = "CORTEX_"
+
+
+def _setting(default: Any, help_text: str, *, factory: Any = None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration of one appliance process."""
+
+    data_dir: Path = _setting(
+        Path("var"), "Directory holding appliance.db, queue.db, added models and secrets. Relative paths are "
+        "resolved against the working directory.")
+    host: str = _setting("127.0.0.1", "Address the web server listens on.")
+    port: int = _setting(8080, "TCP port the web server listens on.")
+    tls_cert: Path | None = _setting(
+        None, "PEM certificate chain for HTTPS. When set (with tls_key) the server speaks TLS only and "
+        "session cookies get the Secure flag and the __Host- prefix.")
+    tls_key: Path | None = _setting(None, "PEM private key matching tls_cert (mode 0600).")
+    public_url: str = _setting(
+        "", "Base URL users reach the dashboard at, used for links in Markdown comments. Empty: "
+        "http(s)://host:port.")
+    workers: int = _setting(
+        2, "Queue consumer threads started by `cortex serve`. 0 runs the web server without a consumer "
+        "(jobs wait in the queue).")
+    models_dir: Path = _setting(
+        None, "Directory with models/manifest.toml and the shipped GGUF files.",
+        factory=lambda: resource_root() / "models")
+    model: str = _setting(
+        "smollm2-135m-instruct-q4_1", "Id of the active model (from the manifest or `cortex models add`).")
+    model_enabled: bool = _setting(True, "Run the local model on reviews. Off: reviews are rules-only.")
+    model_threads: int = _setting(0, "CPU threads for inference. 0: one per available core.")
+    model_context: int = _setting(
+        2048, "Context window (tokens) the model is loaded with; the diff is split into chunks that fit.")
+    model_max_output_tokens: int = _setting(384, "Upper bound on tokens the model may generate per chunk.")
+    model_max_chunks: int = _setting(
+        24, "Most diff chunks the model reviews per review; the rest is reviewed by rules only and the "
+        "review says how many chunks were skipped.")
+    rules_dir: Path = _setting(
+        None, "Directory whose sub-folders are rule packs (each with pack.toml).",
+        factory=lambda: resource_root() / "rules")
+    max_diff_bytes: int = _setting(5 * 1024 * 1024, "Largest diff accepted for review, in bytes (413 above).")
+    session_idle_minutes: int = _setting(60, "A dashboard session ends after this many minutes without use.")
+    session_max_hours: int = _setting(12, "A dashboard session ends this many hours after sign-in, used or not.")
+    login_max_failures: int = _setting(
+        5, "Failed sign-ins for one account within login_window_minutes before it is throttled.")
+    login_max_failures_per_address: int = _setting(
+        20, "Failed sign-ins from one peer address within login_window_minutes before it is throttled.")
+    login_window_minutes: int = _setting(15, "Window over which failed sign-ins are counted.")
+    bootstrap_token_hours: int = _setting(24, "Lifetime of the first admin's one-time sign-in token.")
+    job_max_attempts: int = _setting(
+        3, "Attempts a review job gets (a crash mid-review counts) before it is marked failed.")
+    job_lease_seconds: int = _setting(
+        300, "A running job whose worker has not renewed its lease for this long is handed to another worker.")
+    log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "appliance.db"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_enabled else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    """The fields of :class:`Settings`, in declaration order."""
+    return list(dataclasses.fields(Settings))
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """Return (type, optional) for ``T`` or ``T | None``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0], True
+    return annotation, False
+
+
+def _coerce(name: str, raw: Any, annotation: Any, where: str, base_dir: Path) -> Any:
+    kind, optional = _base_type(annotation)
+    if optional and (raw is None or raw == ""):
+        return None
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is Path:
+            path = Path(str(raw)).expanduser()
+            return path if path.is_absolute() else (base_dir / path)
+        if kind is str:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            return raw
+    except ValueError:
+        pass
+    expected = {bool: "a boolean", int: "an integer", Path: "a path"}.get(kind, "text")
+    raise ConfigError(f"setting {name!r} in {where} must be {expected}, got {raw!r}")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, config_file: Path | None = None, **overrides: Any
+) -> Settings:
+    """Build the effective settings.
+
+    Args:
+        environ: the environment to read ``CORTEX_*`` variables from (default ``os.environ``).
+        config_file: TOML file to read; default ``$CORTEX_CONFIG`` or /etc/cortex/appliance.toml if present.
+        **overrides: values that win over everything (used by command-line options).
+
+    Raises:
+        ConfigError: an unknown setting, a value of the wrong type, or an unreadable file.
+    """
+    env = os.environ if environ is None else environ
+    hints = _field_types()
+    values: dict[str, Any] = {}
+    cwd = Path.cwd()
+
+    path = config_file
+    if path is None and env.get("CORTEX_CONFIG"):
+        path = Path(env["CORTEX_CONFIG"])
+    elif path is None and DEFAULT_CONFIG_FILE.exists():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+        for key, raw in data.items():
+            if key not in hints:
+                raise ConfigError(
+                    f"unknown setting {key!r} in {path}; known settings: {', '.join(sorted(hints))}")
+            values[key] = _coerce(key, raw, hints[key], str(path), path.parent.resolve())
+
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == "CORTEX_CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in hints:
+            # Other tools' CORTEX_* variables (and our test harness's) are not settings.
+            continue
+        values[name] = _coerce(name, raw, hints[name], f"environment variable {key}", cwd)
+
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        if key not in hints:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, hints[key], "the command line", cwd)
+
+    settings = Settings(**values)
+    return _validate(settings.replace(
+        data_dir=settings.data_dir.resolve(),
+        models_dir=settings.models_dir.resolve(),
+        rules_dir=settings.rules_dir.resolve(),
+    ))
+
+
+def _validate(settings: Settings) -> Settings:
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("tls_cert and tls_key must be set together (or neither)")
+    if settings.log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"log_level must be debug, info, warning or error, got {settings.log_level!r}")
+    for name in ("port", "model_context", "model_max_output_tokens", "max_diff_bytes", "job_max_attempts",
+                 "job_lease_seconds", "session_idle_minutes", "session_max_hours", "login_window_minutes",
+                 "login_max_failures", "login_max_failures_per_address", "bootstrap_token_hours"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be a positive integer, got {getattr(settings, name)}")
+    for name in ("workers", "model_threads", "model_max_chunks"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"setting {name!r} must be zero or more, got {getattr(settings, name)}")
+    if settings.model_context < settings.model_max_output_tokens + 256:
+        raise ConfigError("model_context must exceed model_max_output_tokens by at least 256 tokens")
+    return settings

@@ -1,0 +1,201 @@
+"""Read a rule pack folder (``pack.toml`` plus ``rules/*.toml``) into a :class:`PackSpec`.
+
+The format is documented in offline-docs/rule-packs.md. Every error names the file, the rule and the
+field, and says what was expected. Loading checks the shape; compiling (``review.engine``) checks that
+patterns and queries are valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import PackError
+from appliance.review.languages import known_languages
+from appliance.review.models import Severity
+from appliance.review.ruleset import ExampleSpec, PackSpec, RuleSpec
+
+__all__ = ["discover_packs", "load_pack", "pack_digest"]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,80}$")
+_PACK_KEYS = {"id", "version", "display_version", "name", "description", "publisher", "frameworks"}
+_RULE_KEYS = {"id", "title", "severity", "message", "fix", "cwe", "languages", "pattern", "pattern_not", "query",
+              "validator", "redact", "paths_include", "paths_exclude", "controls", "example"}
+_EXAMPLE_KEYS = {"file", "code", "expect", "line"}
+
+
+def pack_digest(folder: Path) -> str:
+    """sha256 over every file of the pack (relative path and content), in path order."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        data = path.read_bytes()
+        h.update(f"{rel}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def _read_toml(path: Path, pack_id: str | None) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PackError(f"cannot read {path}: {exc}", pack_id=pack_id) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PackError(f"{path} is not valid TOML: {exc}", pack_id=pack_id) from exc
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str, where: str, pack_id: str,
+            rule_id: str | None = None) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise PackError(f"{where}: {what} must be {names}, got {value!r}", pack_id=pack_id, rule_id=rule_id)
+    return value
+
+
+def _str_list(value: Any, what: str, where: str, pack_id: str, rule_id: str | None = None) -> tuple[str, ...]:
+    _expect(value, list, what, where, pack_id, rule_id)
+    for item in value:
+        _expect(item, str, f"each entry of {what}", where, pack_id, rule_id)
+    return tuple(value)
+
+
+def _load_rule(raw: dict[str, Any], pack_id: str, where: str) -> RuleSpec:
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
+        raise PackError(f"{where}: a rule needs an id of letters, digits, '.', '_' or '-' (got {rule_id!r})",
+                        pack_id=pack_id)
+    where = f"{where}, rule {rule_id}"
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise PackError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", pack_id=pack_id, rule_id=rule_id)
+    for required in ("title", "severity", "message"):
+        if required not in raw:
+            raise PackError(f"{where}: the field {required!r} is required", pack_id=pack_id, rule_id=rule_id)
+    try:
+        severity = Severity(raw["severity"])
+    except ValueError as exc:
+        raise PackError(f"{where}: severity must be one of {', '.join(s.value for s in Severity)}, "
+                        f"got {raw['severity']!r}", pack_id=pack_id, rule_id=rule_id) from exc
+    has_pattern = "pattern" in raw
+    has_query = "query" in raw
+    if has_pattern == has_query:
+        raise PackError(f"{where}: a rule has exactly one matcher, either 'pattern' (RE2) or a 'query' table "
+                        "(tree-sitter, one query per language)", pack_id=pack_id, rule_id=rule_id)
+    queries: dict[str, str] = {}
+    if has_query:
+        _expect(raw["query"], dict, "query", where, pack_id, rule_id)
+        for language, source in raw["query"].items():
+            queries[language] = _expect(source, str, f"query.{language}", where, pack_id, rule_id)
+    languages = _str_list(raw.get("languages", []), "languages", where, pack_id, rule_id)
+    unknown_languages = set(languages) - known_languages()
+    if unknown_languages:
+        raise PackError(f"{where}: unknown language(s) {', '.join(sorted(unknown_languages))}",
+                        pack_id=pack_id, rule_id=rule_id)
+    if queries and not languages:
+        languages = tuple(queries)
+    cwe = raw.get("cwe")
+    if cwe is not None:
+        _expect(cwe, int, "cwe", where, pack_id, rule_id)
+    examples = []
+    for index, ex in enumerate(raw.get("example", []), 1):
+        ex_where = f"{where}, example {index}"
+        _expect(ex, dict, "example", ex_where, pack_id, rule_id)
+        unknown = set(ex) - _EXAMPLE_KEYS
+        if unknown:
+            raise PackError(f"{ex_where}: unknown field(s) {', '.join(sorted(unknown))}",
+                            pack_id=pack_id, rule_id=rule_id)
+        expect = ex.get("expect")
+        if expect not in ("finding", "clean"):
+            raise PackError(f"{ex_where}: expect must be 'finding' or 'clean', got {expect!r}",
+                            pack_id=pack_id, rule_id=rule_id)
+        line = ex.get("line")
+        if line is not None:
+            _expect(line, int, "line", ex_where, pack_id, rule_id)
+        examples.append(ExampleSpec(
+            file=_expect(ex.get("file"), str, "file", ex_where, pack_id, rule_id),
+            code=_expect(ex.get("code"), str, "code", ex_where, pack_id, rule_id),
+            expect=expect, line=line))
+    return RuleSpec(
+        id=rule_id,
+        pack_id=pack_id,
+        title=_expect(raw["title"], str, "title", where, pack_id, rule_id),
+        severity=severity,
+        message=" ".join(_expect(raw["message"], str, "message", where, pack_id, rule_id).split()),
+        fix=" ".join(_expect(raw.get("fix", ""), str, "fix", where, pack_id, rule_id).split()),
+        cwe=cwe,
+        languages=languages,
+        pattern=_expect(raw["pattern"], str, "pattern", where, pack_id, rule_id) if has_pattern else None,
+        pattern_not=_expect(raw["pattern_not"], str, "pattern_not", where, pack_id, rule_id)
+        if "pattern_not" in raw else None,
+        queries=queries,
+        validator=_expect(raw["validator"], str, "validator", where, pack_id, rule_id) if "validator" in raw else None,
+        redact=bool(_expect(raw.get("redact", False), bool, "redact", where, pack_id, rule_id)),
+        paths_include=_str_list(raw.get("paths_include", []), "paths_include", where, pack_id, rule_id),
+        paths_exclude=_str_list(raw.get("paths_exclude", []), "paths_exclude", where, pack_id, rule_id),
+        controls=_str_list(raw.get("controls", []), "controls", where, pack_id, rule_id),
+        examples=tuple(examples),
+    )
+
+
+def load_pack(folder: Path) -> PackSpec:
+    """Load the pack in ``folder``.
+
+    Raises:
+        PackError: the folder is not a pack or a file in it does not follow the format.
+    """
+    folder = Path(folder)
+    manifest = folder / "pack.toml"
+    if not manifest.is_file():
+        raise PackError(f"{folder} is not a rule pack: it has no pack.toml")
+    meta = _read_toml(manifest, None)
+    pack_id = meta.get("id")
+    if not isinstance(pack_id, str) or not _ID.match(pack_id):
+        raise PackError(f"{manifest}: id must be lower-case letters, digits and '-', got {pack_id!r}")
+    unknown = set(meta) - _PACK_KEYS
+    if unknown:
+        raise PackError(f"{manifest}: unknown field(s) {', '.join(sorted(unknown))}", pack_id=pack_id)
+    version = _expect(meta.get("version"), int, "version (an integer that only goes up)", str(manifest), pack_id)
+    rules: list[RuleSpec] = []
+    rule_files = sorted((folder / "rules").glob("*.toml")) if (folder / "rules").is_dir() else []
+    if not rule_files:
+        raise PackError(f"{folder}: a pack keeps its rules in rules/*.toml and this one has none", pack_id=pack_id)
+    for path in rule_files:
+        data = _read_toml(path, pack_id)
+        unknown = set(data) - {"rule"}
+        if unknown:
+            raise PackError(f"{path}: a rule file holds only [[rule]] tables, found {', '.join(sorted(unknown))}",
+                            pack_id=pack_id)
+        for raw in data.get("rule", []):
+            rules.append(_load_rule(raw, pack_id, str(path.relative_to(folder.parent))))
+    return PackSpec(
+        id=pack_id,
+        version=version,
+        display_version=str(meta.get("display_version", version)),
+        name=_expect(meta.get("name", pack_id), str, "name", str(manifest), pack_id),
+        description=_expect(meta.get("description", ""), str, "description", str(manifest), pack_id).strip(),
+        publisher=_expect(meta.get("publisher", ""), str, "publisher", str(manifest), pack_id),
+        frameworks=_str_list(meta.get("frameworks", []), "frameworks", str(manifest), pack_id),
+        rules=tuple(rules),
+        digest=pack_digest(folder),
+        path=folder,
+    )
+
+
+def discover_packs(rules_dir: Path) -> tuple[list[PackSpec], list[PackError]]:
+    """Load every pack folder under ``rules_dir``; malformed packs come back as errors, not exceptions."""
+    packs: list[PackSpec] = []
+    errors: list[PackError] = []
+    if not rules_dir.is_dir():
+        return packs, [PackError(f"the rules directory {rules_dir} does not exist")]
+    for folder in sorted(p for p in rules_dir.iterdir() if (p / "pack.toml").is_file()):
+        try:
+            packs.append(load_pack(folder))
+        except PackError as exc:
+            if exc.pack_id is None:
+                exc.pack_id = folder.name
+            errors.append(exc)
+    return packs, errors

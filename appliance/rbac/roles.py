@@ -1,0 +1,37 @@
+"""Roles and the permissions each grants. Custom roles and repository scopes arrive with the RBAC issue;
+these built-in roles follow the product's vocabulary (admin, developer, reviewer, viewer, auditor)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ROLES", "Permission", "has_permission", "role_names"]
+
+
+class Permission(StrEnum):
+    REVIEWS_READ = "reviews.read"
+    REVIEWS_CREATE = "reviews.create"
+    MODELS_READ = "models.read"
+    MODELS_MANAGE = "models.manage"
+    TOKENS_OWN = "tokens.own"
+    USERS_MANAGE = "users.manage"
+    AUDIT_READ = "audit.read"
+
+
+ROLES: dict[str, frozenset[Permission]] = {
+    "admin": frozenset(Permission),
+    "reviewer": frozenset({Permission.REVIEWS_READ, Permission.REVIEWS_CREATE, Permission.MODELS_READ,
+                           Permission.TOKENS_OWN}),
+    "developer": frozenset({Permission.REVIEWS_READ, Permission.REVIEWS_CREATE, Permission.MODELS_READ,
+                            Permission.TOKENS_OWN}),
+    "viewer": frozenset({Permission.REVIEWS_READ, Permission.MODELS_READ}),
+    "auditor": frozenset({Permission.REVIEWS_READ, Permission.MODELS_READ, Permission.AUDIT_READ}),
+}
+
+
+def role_names() -> list[str]:
+    return list(ROLES)
+
+
+def has_permission(role: str, permission: Permission) -> bool:
+    return permission in ROLES.get(role, frozenset())

@@ -1,0 +1,278 @@
+"""The rule engine: compiled packs matched against the added lines of a diff.
+
+Pattern rules run on RE2 (linear time: no pack can hang the appliance with a catastrophic regex). All
+patterns sit in one ``re2.Set``, which tells per file which patterns can match at all; only those run,
+over the file's added lines joined into one text. Structural rules are tree-sitter queries, compiled per
+language into one ``Query`` (one or more patterns per rule) and run once per file. A pack whose rule does
+not compile is refused as a whole, with the rule id and the reason; the other packs still run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import re2
+from tree_sitter import Query, QueryCursor, QueryError
+
+from appliance.errors import PackError
+from appliance.review.languages import STRUCTURAL_LANGUAGES
+from appliance.review.models import FileChange, Finding, ParsedDiff, Source
+from appliance.review.ruleset import VALIDATORS, PackSpec, RuleSpec
+from appliance.review.structure import grammar, new_side_source, parser_for
+from appliance.review.validators import VALIDATOR_FUNCTIONS
+
+__all__ = ["RuleSet", "compile_pack", "fingerprint"]
+
+_SNIPPET_CHARS = 240
+# Bounds on one file's structural matching, so a hostile query cannot run away on a large file.
+_MATCH_LIMIT = 4096
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    options.log_errors = False
+    return options
+
+
+def _compile_re2(pattern: str) -> Any:
+    # Patterns are per line: ^ and $ anchor at line boundaries of the joined text.
+    return re2.compile("(?m)" + pattern, _re2_options())
+
+
+def fingerprint(rule_id: str, path: str, text: str) -> str:
+    """Stable across line shifts: the rule, the file and the line's text without surrounding space."""
+    return hashlib.sha256(f"{rule_id}\0{path}\0{' '.join(text.split())}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    spec: RuleSpec
+    pack: PackSpec
+    regex: Any | None
+    regex_not: Any | None
+    validator: Callable[[str], bool] | None
+    value_group: str | int
+
+    def applies_to(self, change: FileChange) -> bool:
+        languages = self.spec.languages
+        if languages and change.language not in languages:
+            return False
+        if self.spec.paths_include and not any(fnmatch.fnmatchcase(change.path, g) for g in self.spec.paths_include):
+            return False
+        return not any(fnmatch.fnmatchcase(change.path, g) for g in self.spec.paths_exclude)
+
+
+def compile_pack(pack: PackSpec) -> list[CompiledRule]:
+    """Compile every rule of ``pack``.
+
+    Raises:
+        PackError: a rule's pattern or query does not compile, or names an unknown validator or language;
+            the error names the pack and the rule.
+    """
+    compiled = []
+    seen: set[str] = set()
+    for spec in pack.rules:
+        def refuse(reason: str, spec: RuleSpec = spec) -> PackError:
+            return PackError(f"rule pack {pack.id} refused: rule {spec.id}: {reason}", pack_id=pack.id,
+                             rule_id=spec.id)
+
+        if spec.id in seen:
+            raise refuse("the rule id appears twice in the pack")
+        seen.add(spec.id)
+        regex = regex_not = None
+        value_group: str | int = 0
+        try:
+            if spec.pattern is not None:
+                regex = _compile_re2(spec.pattern)
+                if "value" in (getattr(regex, "groupindex", None) or {}):
+                    value_group = "value"
+            if spec.pattern_not is not None:
+                regex_not = _compile_re2(spec.pattern_not)
+        except re2.error as exc:
+            raise refuse(f"pattern does not compile with RE2: {exc}") from exc
+        if spec.validator is not None and spec.validator not in VALIDATORS:
+            raise refuse(f"unknown validator {spec.validator!r} (known: {', '.join(sorted(VALIDATORS))})")
+        for language, source in spec.queries.items():
+            if language not in STRUCTURAL_LANGUAGES:
+                raise refuse(f"no tree-sitter grammar for language {language!r} "
+                             f"(available: {', '.join(sorted(STRUCTURAL_LANGUAGES))})")
+            try:
+                query = Query(grammar(language), source)
+            except QueryError as exc:
+                raise refuse(f"{language} query does not compile: {exc}") from exc
+            if "finding" not in [query.capture_name(i) for i in range(query.capture_count)]:
+                raise refuse(f"{language} query has no @finding capture to say where the finding is")
+        compiled.append(CompiledRule(
+            spec=spec, pack=pack, regex=regex, regex_not=regex_not,
+            validator=VALIDATOR_FUNCTIONS[spec.validator] if spec.validator else None,
+            value_group=value_group))
+    return compiled
+
+
+class RuleSet:
+    """The compiled, active rules of one or more packs, ready to match diffs. Safe to share between threads."""
+
+    def __init__(self, packs: list[PackSpec], rules: list[CompiledRule], refused: list[PackError]) -> None:
+        self.packs = packs
+        self.rules = rules
+        self.refused = refused
+        self._pattern_rules = [r for r in rules if r.regex is not None and not r.spec.queries]
+        self._prefilter: Any | None = None
+        if self._pattern_rules:
+            prefilter = re2.Set.SearchSet(_re2_options())
+            for rule in self._pattern_rules:
+                prefilter.Add("(?m)" + (rule.spec.pattern or ""))
+            try:
+                prefilter.Compile()
+                self._prefilter = prefilter
+            except Exception:
+                self._prefilter = None
+        self._structural: dict[str, tuple[Query, list[CompiledRule]]] = {}
+        by_language: dict[str, list[CompiledRule]] = {}
+        for rule in rules:
+            for language in rule.spec.queries:
+                by_language.setdefault(language, []).append(rule)
+        for language, lang_rules in by_language.items():
+            sources, owners = [], []
+            for rule in lang_rules:
+                source = rule.spec.queries[language]
+                count = Query(grammar(language), source).pattern_count
+                sources.append(source)
+                owners.extend([rule] * count)
+            self._structural[language] = (Query(grammar(language), "\n".join(sources)), owners)
+
+    @classmethod
+    def compile(cls, packs: Iterable[PackSpec]) -> RuleSet:
+        """Compile ``packs``; a pack that does not compile is left out and listed in ``refused``."""
+        active: list[PackSpec] = []
+        rules: list[CompiledRule] = []
+        refused: list[PackError] = []
+        for pack in packs:
+            try:
+                compiled = compile_pack(pack)
+            except PackError as exc:
+                refused.append(exc)
+                continue
+            active.append(pack)
+            rules.extend(compiled)
+        return cls(active, rules, refused)
+
+    def only(self, pack_id: str) -> RuleSet:
+        """The subset of this rule set that belongs to one pack."""
+        pack = [p for p in self.packs if p.id == pack_id]
+        return RuleSet(pack, [r for r in self.rules if r.pack.id == pack_id], [])
+
+    def provenance(self) -> list[dict[str, object]]:
+        return [p.provenance() for p in self.packs]
+
+    # --- matching ---------------------------------------------------------------------------------
+
+    def match(self, diff: ParsedDiff) -> list[Finding]:
+        findings: list[Finding] = []
+        for change in diff.reviewable:
+            findings.extend(self.match_file(change))
+        return findings
+
+    def match_file(self, change: FileChange) -> list[Finding]:
+        added = change.added_lines
+        if not added:
+            return []
+        found: dict[tuple[str, int], Finding] = {}
+        self._match_patterns(change, added, found)
+        if change.language in self._structural:
+            self._match_structure(change, found)
+        return list(found.values())
+
+    def _emit(self, rule: CompiledRule, change: FileChange, line: int, text: str, value: str | None,
+              found: dict[tuple[str, int], Finding]) -> None:
+        key = (rule.spec.id, line)
+        if key in found:
+            return
+        snippet = text.strip()
+        if rule.spec.redact and value:
+            snippet = snippet.replace(value, value[:4] + "…(redacted)")
+        spec = rule.spec
+        found[key] = Finding(
+            source=Source.RULE, rule_id=spec.id, path=change.path, line=line, severity=spec.severity,
+            title=spec.title, message=spec.message, cwe=spec.cwe, fix=spec.fix or None,
+            snippet=snippet[:_SNIPPET_CHARS], pack_id=rule.pack.id, pack_version=rule.pack.display_version,
+            fingerprint=fingerprint(spec.id, change.path, text),
+            extra={"controls": list(spec.controls)} if spec.controls else {})
+
+    def _accept(self, rule: CompiledRule, line_text: str, match: Any) -> str | None:
+        """The matched value when ``match`` is a finding, else None."""
+        value = match.group(rule.value_group) or match.group(0)
+        if rule.validator is not None and not rule.validator(value):
+            return None
+        if rule.regex_not is not None and rule.regex_not.search(line_text):
+            return None
+        return value
+
+    def _match_patterns(self, change: FileChange, added: list[Any],
+                        found: dict[tuple[str, int], Finding]) -> None:
+        texts = [line.text for line in added]
+        joined = "\n".join(texts)
+        candidates = (self._prefilter.Match(joined) if self._prefilter is not None
+                      else range(len(self._pattern_rules)))
+        if not candidates:
+            return
+        starts = [0]
+        for text in texts[:-1]:
+            starts.append(starts[-1] + len(text) + 1)
+        for index in sorted(candidates):
+            rule = self._pattern_rules[index]
+            if not rule.applies_to(change):
+                continue
+            crossed = False
+            for match in rule.regex.finditer(joined):
+                start, end = match.span()
+                if start == end:
+                    continue
+                if "\n" in joined[start:end]:
+                    crossed = True
+                    break
+                row = bisect.bisect_right(starts, start) - 1
+                value = self._accept(rule, texts[row], match)
+                if value is not None:
+                    self._emit(rule, change, added[row].number, texts[row], value, found)
+            if crossed:
+                # A pattern reached across a line break (e.g. through \s): match line by line instead.
+                for row, text in enumerate(texts):
+                    for match in rule.regex.finditer(text):
+                        if match.start() == match.end():
+                            continue
+                        value = self._accept(rule, text, match)
+                        if value is not None:
+                            self._emit(rule, change, added[row].number, text, value, found)
+                            break
+
+    def _match_structure(self, change: FileChange, found: dict[tuple[str, int], Finding]) -> None:
+        language = change.language or ""
+        query, owners = self._structural[language]
+        if not any(rule.applies_to(change) for rule in owners):
+            return
+        source = new_side_source(change)
+        tree = parser_for(language).parse(source)
+        lines = source.decode("utf-8", errors="replace").split("\n")
+        added = change.added_numbers
+        cursor = QueryCursor(query, match_limit=_MATCH_LIMIT)
+        for pattern_index, captures in cursor.matches(tree.root_node):
+            rule = owners[pattern_index]
+            nodes = captures.get("finding")
+            if not nodes or not rule.applies_to(change):
+                continue
+            node = nodes[0]
+            first, last = node.start_point.row + 1, node.end_point.row + 1
+            line = next((n for n in range(first, last + 1) if n in added), None)
+            if line is None:
+                continue
+            text = lines[line - 1] if line - 1 < len(lines) else ""
+            if rule.regex_not is not None and rule.regex_not.search(text):
+                continue
+            self._emit(rule, change, line, text, None, found)

