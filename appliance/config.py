@@ -162,7 +162,8 @@ def load_settings(
 
     Args:
         environ: the environment to read ``CORTEX_*`` variables from (default ``os.environ``).
-        config_file: TOML file to read; default ``$CORTEX_CONFIG`` or /etc/cortex/appliance.toml if present.
+        config_file: TOML file to read; default ``$CORTEX_CONFIG`` (empty: none) or /etc/cortex/appliance.toml
+            if present.
         **overrides: values that win over everything (used by command-line options).
 
     Raises:
@@ -174,8 +175,9 @@ def load_settings(
     cwd = Path.cwd()
 
     path = config_file
-    if path is None and env.get("CORTEX_CONFIG"):
-        path = Path(env["CORTEX_CONFIG"])
+    if path is None and "CORTEX_CONFIG" in env:
+        # An empty CORTEX_CONFIG means: no configuration file at all.
+        path = Path(env["CORTEX_CONFIG"]) if env["CORTEX_CONFIG"] else None
     elif path is None and DEFAULT_CONFIG_FILE.exists():
         path = DEFAULT_CONFIG_FILE
     if path is not None:

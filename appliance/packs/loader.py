@@ -169,7 +169,9 @@ def load_pack(folder: Path) -> PackSpec:
         if unknown:
             raise PackError(f"{path}: a rule file holds only [[rule]] tables, found {', '.join(sorted(unknown))}",
                             pack_id=pack_id)
-        for raw in data.get("rule", []):
+        if not data.get("rule"):
+            raise PackError(f"{path} holds no [[rule]] tables; remove the file or add rules", pack_id=pack_id)
+        for raw in data["rule"]:
             rules.append(_load_rule(raw, pack_id, str(path.relative_to(folder.parent))))
     return PackSpec(
         id=pack_id,

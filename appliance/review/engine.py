@@ -95,9 +95,19 @@ def compile_pack(pack: PackSpec) -> list[CompiledRule]:
             if spec.pattern_not is not None:
                 regex_not = _compile_re2(spec.pattern_not)
         except re2.error as exc:
-            raise refuse(f"pattern does not compile with RE2: {exc}") from exc
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", errors="replace")
+            raise refuse(f"pattern does not compile with RE2: {reason}") from exc
         if spec.validator is not None and spec.validator not in VALIDATORS:
             raise refuse(f"unknown validator {spec.validator!r} (known: {', '.join(sorted(VALIDATORS))})")
+        if spec.queries and (spec.validator or spec.redact):
+            # A structural match has no matched value to validate or mask: refuse rather than ignore.
+            raise refuse("validator and redact apply to pattern rules only; this rule is a query rule")
+        unreachable = sorted(set(spec.queries) - set(spec.languages))
+        if spec.languages and unreachable:
+            raise refuse(f"the {', '.join(unreachable)} query never runs: languages lists only "
+                         f"{', '.join(spec.languages)}")
         for language, source in spec.queries.items():
             if language not in STRUCTURAL_LANGUAGES:
                 raise refuse(f"no tree-sitter grammar for language {language!r} "
@@ -183,15 +193,15 @@ class RuleSet:
         added = change.added_lines
         if not added:
             return []
-        found: dict[tuple[str, int], Finding] = {}
+        found: dict[tuple[str, str, int], Finding] = {}
         self._match_patterns(change, added, found)
         if change.language in self._structural:
             self._match_structure(change, found)
         return list(found.values())
 
     def _emit(self, rule: CompiledRule, change: FileChange, line: int, text: str, value: str | None,
-              found: dict[tuple[str, int], Finding]) -> None:
-        key = (rule.spec.id, line)
+              found: dict[tuple[str, str, int], Finding]) -> None:
+        key = (rule.pack.id, rule.spec.id, line)
         if key in found:
             return
         snippet = text.strip()
@@ -215,7 +225,7 @@ class RuleSet:
         return value
 
     def _match_patterns(self, change: FileChange, added: list[Any],
-                        found: dict[tuple[str, int], Finding]) -> None:
+                        found: dict[tuple[str, str, int], Finding]) -> None:
         texts = [line.text for line in added]
         joined = "\n".join(texts)
         candidates = (self._prefilter.Match(joined) if self._prefilter is not None
@@ -252,7 +262,7 @@ class RuleSet:
                             self._emit(rule, change, added[row].number, text, value, found)
                             break
 
-    def _match_structure(self, change: FileChange, found: dict[tuple[str, int], Finding]) -> None:
+    def _match_structure(self, change: FileChange, found: dict[tuple[str, str, int], Finding]) -> None:
         language = change.language or ""
         query, owners = self._structural[language]
         if not any(rule.applies_to(change) for rule in owners):

@@ -110,8 +110,8 @@ def review_with_model(diff: ParsedDiff, runtime: ModelRuntime | None, settings: 
     if not diff.reviewable:
         return ModelReviewResult(status="no_changes", note="no added lines for the model to review")
     started = time.perf_counter()
-    budget = backend.n_ctx - backend.count_tokens(SYSTEM_PROMPT) - settings.model_max_output_tokens \
-        - _TEMPLATE_OVERHEAD
+    context = min(backend.n_ctx, settings.model_context)
+    budget = context - backend.count_tokens(SYSTEM_PROMPT) - settings.model_max_output_tokens - _TEMPLATE_OVERHEAD
     chunks = build_chunks(diff, max(budget, 64), backend.count_tokens)
     result = ModelReviewResult(status="reviewed", chunks_total=len(chunks))
     limit = settings.model_max_chunks

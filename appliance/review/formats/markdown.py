@@ -22,9 +22,12 @@ def _escape(text: str) -> str:
 
 
 def _code(text: str) -> str:
+    """A code span whose content renders literally (CommonMark §6.1): the fence is longer than any
+    backtick run inside, and pipes are escaped so a table row keeps its cells (GFM §4.10)."""
     text = " ".join(str(text).split()).replace("|", "\\|")
-    fence = "``" if "`" in text else "`"
-    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}" if longest else f"{fence}{text}{fence}"
 
 
 def _counts(by_severity: dict[str, int]) -> str:

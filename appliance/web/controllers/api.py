@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from appliance.errors import ValidationError
 from appliance.inference import list_models
@@ -89,10 +89,10 @@ async def create_review(request: Request[Any, Any, Any]) -> Response[dict[str, A
      summary="List reviews, newest first")
 async def list_review_summaries(
     request: Request[Any, Any, Any],
-    limit: int = Parameter(default=50, ge=1, le=200),
-    before: int | None = Parameter(default=None, description="only reviews with a smaller id (pagination)"),
-    status: str | None = Parameter(default=None, description="queued, running, done or failed"),
-    repository: str | None = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=200, description="page size")] = 50,
+    before: Annotated[int | None, QueryParameter(description="only reviews with a smaller id (pagination)")] = None,
+    status: Annotated[str | None, QueryParameter(description="queued, running, done or failed")] = None,
+    repository: Annotated[str | None, QueryParameter(description="only this repository")] = None,
 ) -> dict[str, Any]:
     services = services_of(request)
     if status is not None and status not in ("queued", "running", "done", "failed"):
@@ -105,7 +105,7 @@ async def list_review_summaries(
 
 @get("/api/v1/reviews/{review_id:int}", guards=[requires(Permission.REVIEWS_READ)],
      tags=["reviews"], summary="A review with its files, findings and provenance")
-async def get_review(request: Request[Any, Any, Any], review_id: int) -> dict[str, Any]:
+async def get_review(request: Request[Any, Any, Any], review_id: FromPath[int]) -> dict[str, Any]:
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     return review_document(review, base_url=services.settings.base_url)
@@ -113,7 +113,7 @@ async def get_review(request: Request[Any, Any, Any], review_id: int) -> dict[st
 
 @get("/api/v1/reviews/{review_id:int}/sarif", guards=[requires(Permission.REVIEWS_READ)],
      tags=["reviews"], summary="The review as SARIF 2.1.0", media_type="application/sarif+json")
-async def get_review_sarif(request: Request[Any, Any, Any], review_id: int) -> Response[dict[str, Any]]:
+async def get_review_sarif(request: Request[Any, Any, Any], review_id: FromPath[int]) -> Response[dict[str, Any]]:
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     doc = review_sarif(review, base_url=services.settings.base_url)
@@ -123,7 +123,7 @@ async def get_review_sarif(request: Request[Any, Any, Any], review_id: int) -> R
 
 @get("/api/v1/reviews/{review_id:int}/markdown", guards=[requires(Permission.REVIEWS_READ)],
      tags=["reviews"], summary="The review as a Markdown merge-request comment", media_type=MediaType.TEXT)
-async def get_review_markdown(request: Request[Any, Any, Any], review_id: int) -> Response[str]:
+async def get_review_markdown(request: Request[Any, Any, Any], review_id: FromPath[int]) -> Response[str]:
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     text = review_markdown(review, base_url=services.settings.base_url)

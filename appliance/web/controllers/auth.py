@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from appliance.auth import end_session, has_admin, sign_in, use_bootstrap_token
@@ -17,7 +16,7 @@ from appliance.web.security import PRE_CSRF_COOKIE, cookie_name, ensure_pre_csrf
 
 __all__ = ["login_form", "login_submit", "logout", "setup_form", "setup_submit"]
 
-Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+Form = URLEncodedBody[dict[str, str]]
 
 
 def _session_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
@@ -39,7 +38,7 @@ def _anonymous_form(request: Request[Any, Any, Any], template: str, status: int 
 
 
 @get("/login", include_in_schema=False)
-async def login_form(request: Request[Any, Any, Any], next: str | None = None) -> Response[Any]:
+async def login_form(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Response[Any]:
     if not await blocking(has_admin, services_of(request).db):
         return Redirect(path="/setup", status_code=303)
     return _anonymous_form(request, "auth/login.html", next=safe_next(next))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from appliance.auth import create_token, list_tokens, revoke_token
@@ -25,7 +24,7 @@ __all__ = ["home", "new_review_form", "new_review_submit", "review_page", "revie
 
 _MAX_RENDERED_LINES = 5000
 _SEVERITIES = [s.value for s in Severity]
-Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+Form = URLEncodedBody[dict[str, str]]
 
 
 @get("/", include_in_schema=False)
@@ -34,8 +33,8 @@ async def home() -> Redirect:
 
 
 @get("/reviews", guards=[requires(Permission.REVIEWS_READ)], include_in_schema=False)
-async def reviews_page(request: Request[Any, Any, Any], before: int | None = None, status: str | None = None,
-                 repository: str | None = None) -> Template:
+async def reviews_page(request: Request[Any, Any, Any], before: FromQuery[int | None] = None,
+                       status: FromQuery[str | None] = None, repository: FromQuery[str | None] = None) -> Template:
     services = services_of(request)
     if status not in (None, "", "queued", "running", "done", "failed"):
         status = None
@@ -115,8 +114,8 @@ def _diff_view(text: str, findings: list[dict[str, Any]]) -> tuple[list[dict[str
 
 
 @get("/reviews/{review_id:int}", guards=[requires(Permission.REVIEWS_READ)], include_in_schema=False)
-async def review_page(request: Request[Any, Any, Any], review_id: int, severity: str | None = None,
-                source: str | None = None) -> Template:
+async def review_page(request: Request[Any, Any, Any], review_id: FromPath[int],
+                      severity: FromQuery[str | None] = None, source: FromQuery[str | None] = None) -> Template:
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     minimum = Severity(severity).weight if severity in _SEVERITIES else 0
@@ -158,7 +157,7 @@ async def token_create(request: Request[Any, Any, Any], data: Form) -> Template:
 
 
 @post("/settings/tokens/{token_id:int}/revoke", guards=[requires(Permission.TOKENS_OWN)], include_in_schema=False)
-async def token_revoke(request: Request[Any, Any, Any], token_id: int) -> Redirect:
+async def token_revoke(request: Request[Any, Any, Any], token_id: FromPath[int]) -> Redirect:
     services = services_of(request)
     principal = principal_of(request)
     await blocking(revoke_token, services.db, token_id, actor=principal.actor, owner=principal.user)

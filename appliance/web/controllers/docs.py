@@ -11,6 +11,7 @@ from typing import Any
 import swagger_ui_bundle
 from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import File, Template
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -66,7 +67,7 @@ def _page(request: Request[Any, Any, Any], name: str) -> Template:
 
 
 @get("/docs/{name:str}", include_in_schema=False)
-async def docs_page(request: Request[Any, Any, Any], name: str) -> Template:
+async def docs_page(request: Request[Any, Any, Any], name: FromPath[str]) -> Template:
     return await blocking(_page, request, name)
 
 
@@ -76,7 +77,7 @@ async def api_explorer(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/static/vendor/swagger-ui/{name:str}", include_in_schema=False)
-async def swagger_asset(name: str) -> Response[Any]:
+async def swagger_asset(name: FromPath[str]) -> Response[Any]:
     if name not in _SWAGGER_FILES:
         raise NotFoundException(f"no asset {name!r}")
     return File(path=Path(swagger_ui_bundle.swagger_ui_path) / name, media_type=_SWAGGER_FILES[name],
