@@ -81,7 +81,10 @@ def ensure_venv() -> None:
         say("creating .venv")
         run([sys.executable, "-m", "venv", str(VENV)])
     stamp = VENV / ".cortex-installed"
-    want = digest_files([ROOT / "pyproject.toml", ROOT / "constraints.txt"], INSTALL_RECIPE)
+    # Only what decides the installed set: the pins and the entry points, not lint settings.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = repr((project["dependencies"], project.get("optional-dependencies"), project.get("scripts")))
+    want = digest_files([ROOT / "constraints.txt"], INSTALL_RECIPE + pins)
     if stamp.exists() and stamp.read_text() == want:
         return
     say("installing pinned dependencies into .venv (the first run compiles llama.cpp: about 5 minutes)")
@@ -206,7 +209,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     env = dict(os.environ)
     env.setdefault("CORTEX_DATA_DIR", str(VAR))
     argv = [str(venv_bin("cortex")), "serve", *args.rest]
-    say("starting the appliance on http://127.0.0.1:8080 (Ctrl-C stops it)")
+    say("starting the appliance (Ctrl-C stops it)")
     os.execve(argv[0], argv, env)
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from appliance.errors import ConfigError
 from appliance.resources import resource_root
 
-__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings", "setting_fields"]
+__all__ = ["DEFAULT_CONFIG_FILE", "LoadedSettings", "Settings", "load_settings", "load_settings_with_sources",
+           "setting_fields"]
 
 DEFAULT_CONFIG_FILE = Path("/etc/cortex/appliance.toml")
 ENV_PREFIX = "CORTEX_"
@@ -155,10 +156,28 @@ def _coerce(name: str, raw: Any, annotation: Any, where: str, base_dir: Path) ->
     raise ConfigError(f"setting {name!r} in {where} must be {expected}, got {raw!r}")
 
 
+# CORTEX_* variables that are not settings: the config path itself and the test harness's.
+_NOT_SETTINGS = frozenset({"CORTEX_CONFIG", "CORTEX_FROZEN_BINARY", "CORTEX_REQUIRE_FROZEN"})
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    sources: dict[str, str]  # setting name -> "default", the TOML file, "environment …" or "command line"
+    unknown_environment: list[str]  # CORTEX_* variables that name no setting (probably misspelt)
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, *, config_file: Path | None = None, **overrides: Any
 ) -> Settings:
-    """Build the effective settings.
+    """The effective settings (see :func:`load_settings_with_sources`)."""
+    return load_settings_with_sources(environ, config_file=config_file, **overrides).settings
+
+
+def load_settings_with_sources(
+    environ: Mapping[str, str] | None = None, *, config_file: Path | None = None, **overrides: Any
+) -> LoadedSettings:
+    """Build the effective settings and say where each value came from.
 
     Args:
         environ: the environment to read ``CORTEX_*`` variables from (default ``os.environ``).
@@ -172,6 +191,8 @@ def load_settings(
     env = os.environ if environ is None else environ
     hints = _field_types()
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {name: "default" for name in hints}
+    unknown_environment: list[str] = []
     cwd = Path.cwd()
 
     path = config_file
@@ -192,15 +213,18 @@ def load_settings(
                 raise ConfigError(
                     f"unknown setting {key!r} in {path}; known settings: {', '.join(sorted(hints))}")
             values[key] = _coerce(key, raw, hints[key], str(path), path.parent.resolve())
+            sources[key] = str(path)
 
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key == "CORTEX_CONFIG":
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in hints:
-            # Other tools' CORTEX_* variables (and our test harness's) are not settings.
+            if key not in _NOT_SETTINGS:
+                unknown_environment.append(key)
             continue
         values[name] = _coerce(name, raw, hints[name], f"environment variable {key}", cwd)
+        sources[name] = f"environment {key}"
 
     for key, raw in overrides.items():
         if raw is None:
@@ -208,13 +232,15 @@ def load_settings(
         if key not in hints:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, raw, hints[key], "the command line", cwd)
+        sources[key] = "command line"
 
     settings = Settings(**values)
-    return _validate(settings.replace(
+    settings = _validate(settings.replace(
         data_dir=settings.data_dir.resolve(),
         models_dir=settings.models_dir.resolve(),
         rules_dir=settings.rules_dir.resolve(),
     ))
+    return LoadedSettings(settings, sources, sorted(unknown_environment))
 
 
 def _validate(settings: Settings) -> Settings:

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -60,10 +61,11 @@ class ServerProcess:
     """``cortex serve`` in a subprocess (the source tree, or the frozen binary)."""
 
     def __init__(self, data_dir: Path, *, command: list[str] | None = None, env: dict[str, str] | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, tls_ca: Path | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else True
         self.command = command or [sys.executable, "-m", "appliance"]
         self.env = {**os.environ, "CORTEX_DATA_DIR": str(data_dir), "CORTEX_PORT": str(self.port),
                     "CORTEX_HOST": "127.0.0.1", "CORTEX_WORKERS": str(workers), "CORTEX_JOB_LEASE_SECONDS": "30",
@@ -84,7 +86,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
             try:
-                response = httpx.get(f"{self.base}/readyz", timeout=2)
+                response = httpx.get(f"{self.base}/readyz", timeout=2, verify=self.verify)
                 if response.status_code == 200:
                     return self
             except httpx.HTTPError:

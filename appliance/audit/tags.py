@@ -27,6 +27,7 @@ class AuditTag(StrEnum):
     AUTH_TOKEN_REVOKED = "auth:token:revoked"
     AUTH_TOKEN_REFUSED = "auth:token:refused"
     AUTH_CSRF_REFUSED = "auth:csrf:refused"
+    AUTH_PERMISSION_DENIED = "auth:permission:denied"
     # Reviews
     REVIEW_REVIEW_CREATED = "review:review:created"
     REVIEW_REVIEW_STARTED = "review:review:started"
@@ -35,7 +36,6 @@ class AuditTag(StrEnum):
     REVIEW_REVIEW_REFUSED = "review:review:refused"
     # The jobs ledger
     JOBS_JOB_REQUEUED = "jobs:job:requeued"
-    JOBS_JOB_ABANDONED = "jobs:job:abandoned"
     # Models
     MODELS_MODEL_ADDED = "models:model:added"
     MODELS_MODEL_LOADED = "models:model:loaded"

@@ -2,6 +2,7 @@
 
 from appliance.auth.accounts import (
     create_user,
+    deactivate_user,
     find_user,
     has_admin,
     issue_bootstrap_token,
@@ -20,6 +21,7 @@ __all__ = [
     "User",
     "create_token",
     "create_user",
+    "deactivate_user",
     "end_session",
     "find_user",
     "has_admin",

@@ -17,8 +17,8 @@ from appliance.errors import AuthenticationError, ConflictError, NotFoundError, 
 from appliance.rbac import ROLES
 from appliance.store import Database, IntegrityError, Transaction
 
-__all__ = ["create_user", "find_user", "has_admin", "issue_bootstrap_token", "list_users", "set_password",
-           "use_bootstrap_token"]
+__all__ = ["create_user", "deactivate_user", "find_user", "has_admin", "issue_bootstrap_token", "list_users",
+           "set_password", "use_bootstrap_token"]
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
@@ -89,6 +89,26 @@ def set_password(db: Database, username: str, password: str, *, actor: Actor) ->
                            "WHERE user_id = ? AND ended_at IS NULL", (now, user.id))
         record_event(tx, AuditTag.AUTH_USER_PASSWORD_CHANGED, actor, target=f"user:{username}",
                      details={"sessions_ended": ended})
+
+
+def deactivate_user(db: Database, username: str, *, actor: Actor) -> None:
+    """Block an account: it cannot sign in, its sessions end and its API tokens stop working.
+
+    Raises:
+        NotFoundError: no such user.
+        ConflictError: it is the last active admin (the appliance would have nobody to administer it).
+    """
+    user = find_user(db, username)
+    now = clock.now_iso()
+    with db.write() as tx:
+        admins = tx.scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND is_active = 1")
+        if user.role == "admin" and user.is_active and admins <= 1:
+            raise ConflictError(f"{username} is the last active administrator; create another admin first")
+        tx.execute("UPDATE users SET is_active = 0, updated_at = ? WHERE id = ?", (now, user.id))
+        ended = tx.execute("UPDATE sessions SET ended_at = ?, end_reason = 'account deactivated' "
+                           "WHERE user_id = ? AND ended_at IS NULL", (now, user.id))
+        record_event(tx, AuditTag.AUTH_USER_DEACTIVATED, actor, target=f"user:{username}",
+                     details={"user_id": user.id, "sessions_ended": ended})
 
 
 def has_admin(db: Database) -> bool:

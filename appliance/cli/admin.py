@@ -10,6 +10,7 @@ from appliance.audit import Actor
 from appliance.auth import (
     create_token,
     create_user,
+    deactivate_user,
     find_user,
     issue_bootstrap_token,
     list_tokens,
@@ -101,6 +102,15 @@ def users_set_password(ctx: Context, username: str, password_stdin: bool) -> Non
     """Set an account's password (its open sessions end)."""
     set_password(open_database(ctx.settings), username, _read_password(password_stdin), actor=Actor.cli())
     click.echo(f"password of {username} changed; its sessions ended")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@pass_context
+def users_deactivate(ctx: Context, username: str) -> None:
+    """Block an account: no sign-in, its sessions end, its API tokens stop working."""
+    deactivate_user(open_database(ctx.settings), username, actor=Actor.cli())
+    click.echo(f"user {username} deactivated")
 
 
 @click.group("tokens")

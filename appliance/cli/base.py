@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from appliance import __version__
-from appliance.config import Settings, load_settings
+from appliance.config import ENV_PREFIX, LoadedSettings, Settings, load_settings_with_sources, setting_fields
 from appliance.errors import ApplianceError
 
 __all__ = ["Context", "cli", "pass_context"]
@@ -29,14 +30,28 @@ class Context:
 
     def __init__(self, overrides: dict[str, Any]) -> None:
         self._overrides = overrides
+        self._loaded: LoadedSettings | None = None
         self._settings: Settings | None = None
+
+    @property
+    def loaded(self) -> LoadedSettings:
+        if self._loaded is None:
+            self._loaded = load_settings_with_sources(**self._overrides)
+            names = [ENV_PREFIX + f.name.upper() for f in setting_fields()]
+            for key in self._loaded.unknown_environment:
+                guess = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {guess[0]}?)" if guess else ""
+                click.echo(f"warning: ignoring {key}: it is not a setting{hint}", err=True)
+        return self._loaded
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(**self._overrides)
-            logging.basicConfig(level=self._settings.log_level.upper(),
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+            self._settings = self.loaded.settings
+            # One-shot commands only report problems; `cortex serve` raises this to log_level.
+            level = logging.DEBUG if self._settings.log_level == "debug" else logging.WARNING
+            logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                stream=sys.stderr)
             if self._settings.log_level != "debug":
                 # Huey logs every task at INFO; the appliance logs job outcomes itself.
                 logging.getLogger("huey").setLevel(logging.WARNING)
@@ -45,6 +60,7 @@ class Context:
     def override(self, **values: Any) -> None:
         self._overrides.update({k: v for k, v in values.items() if v is not None})
         self._settings = None
+        self._loaded = None
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -19,10 +19,10 @@ def config_group() -> None:
 @pass_context
 def config_show(ctx: Context) -> None:
     """Print every setting's effective value (defaults, then the TOML file, then CORTEX_* variables)."""
-    settings = ctx.settings
+    loaded = ctx.loaded
     for field in setting_fields():
-        value = getattr(settings, field.name)
-        click.echo(f"{field.name} = {'' if value is None else value}")
+        value = getattr(loaded.settings, field.name)
+        click.echo(f"{field.name} = {'' if value is None else value}    # from {loaded.sources[field.name]}")
         click.echo(f"    {field.metadata['help']}")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import sys
 
 import click
@@ -10,6 +13,8 @@ import uvicorn
 from appliance import __version__
 from appliance.auth import has_admin, issue_bootstrap_token
 from appliance.cli.base import Context, pass_context
+from appliance.config import Settings
+from appliance.errors import ConfigError
 from appliance.tasks.services import Services
 from appliance.web import create_app
 
@@ -32,6 +37,8 @@ def serve_command(ctx: Context, host: str | None, port: int | None, workers: int
     """Run the appliance: dashboard, API and review workers."""
     ctx.override(host=host, port=port, workers=workers)
     settings = ctx.settings
+    logging.getLogger().setLevel(settings.log_level.upper())
+    _check_listen(settings)
     services = Services(settings)
     show = sys.stdout.isatty() if show_bootstrap_token is None else show_bootstrap_token
     base = settings.base_url
@@ -58,6 +65,22 @@ def serve_command(ctx: Context, host: str | None, port: int | None, workers: int
         uvicorn.Server(config).run()
     finally:
         services.close()
+
+
+def _check_listen(settings: Settings) -> None:
+    """Fail with a clear message before anything starts: unreadable TLS files, a port already taken."""
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(settings, name)
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"setting {name}: {path} does not exist or is not readable by this user")
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; stop the process "
+                              "holding the port or choose another with --port (setting port)") from exc
 
 
 def register(group: click.Group) -> None:

@@ -32,21 +32,27 @@ _TEMPLATE_OVERHEAD = 48
 @dataclass
 class ModelReviewResult:
     status: str  # reviewed, unavailable, disabled, not_requested, no_changes
-    note: str = ""
+    notes: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     chunks_total: int = 0
     chunks_reviewed: int = 0
+    chunks_failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
 
     @property
+    def note(self) -> str:
+        return "; ".join(self.notes)
+
+    @property
     def chunks_skipped(self) -> int:
-        return self.chunks_total - self.chunks_reviewed
+        return self.chunks_total - self.chunks_reviewed - self.chunks_failed
 
     def stats(self) -> dict[str, Any]:
         return {"chunks": self.chunks_total, "reviewed": self.chunks_reviewed, "skipped": self.chunks_skipped,
+                "failed": self.chunks_failed,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "dropped": dict(sorted(self.dropped.items())), "seconds": round(self.seconds, 3)}
 
@@ -102,13 +108,14 @@ def _severity(value: str) -> Severity:
 def review_with_model(diff: ParsedDiff, runtime: ModelRuntime | None, settings: Settings) -> ModelReviewResult:
     """Run the model over ``diff``. Never raises for model trouble: the result says what happened."""
     if runtime is None or runtime.status == "disabled":
-        return ModelReviewResult(status="disabled", note="model review is switched off")
+        return ModelReviewResult(status="disabled", notes=["model review is switched off"])
     if not runtime.available or runtime.backend is None or runtime.entry is None:
-        return ModelReviewResult(status="unavailable", note=f"model unavailable: {runtime.reason or runtime.status}")
+        return ModelReviewResult(status="unavailable",
+                                 notes=[f"model unavailable: {runtime.reason or runtime.status}"])
     backend = runtime.backend
     entry = runtime.entry
     if not diff.reviewable:
-        return ModelReviewResult(status="no_changes", note="no added lines for the model to review")
+        return ModelReviewResult(status="no_changes", notes=["no added lines for the model to review"])
     started = time.perf_counter()
     context = min(backend.n_ctx, settings.model_context)
     budget = context - backend.count_tokens(SYSTEM_PROMPT) - settings.model_max_output_tokens - _TEMPLATE_OVERHEAD
@@ -121,9 +128,10 @@ def review_with_model(diff: ParsedDiff, runtime: ModelRuntime | None, settings: 
         try:
             completion = backend.chat_json(SYSTEM_PROMPT, render_chunk(chunk), schema,
                                            max_tokens=settings.model_max_output_tokens)
-        except Exception as exc:
-            result.dropped["unparseable_output"] += 1
-            result.note = f"the model failed on a chunk of {chunk.path}: {exc}"
+        except Exception as exc:  # a failed generation costs that chunk, not the review
+            result.chunks_failed += 1
+            if result.chunks_failed == 1:
+                result.notes.append(f"the model failed on a chunk of {chunk.path}: {exc}")
             continue
         result.chunks_reviewed += 1
         result.prompt_tokens += completion.prompt_tokens
@@ -149,11 +157,13 @@ def review_with_model(diff: ParsedDiff, runtime: ModelRuntime | None, settings: 
                 title="Model suggestion (plumbing model, unverified)" if entry.plumbing else "Model suggestion",
                 message=item["message"], snippet=text.strip()[:240],
                 fingerprint=fingerprint(rule_id, item["file"], text + "\0" + item["message"])))
+    if result.chunks_failed > 1:
+        result.notes.append(f"{result.chunks_failed} chunks failed in all")
     if len(chunks) > limit:
-        result.note = (f"the model reviewed {limit} of {len(chunks)} chunks (model_max_chunks); "
-                       "the rest was reviewed by rules only")
-    elif entry.plumbing:
-        result.note = (f"{entry.name} is a plumbing model: it proves the inference path; "
-                       "its suggestions are not a judgement")
+        result.notes.append(f"the model reviewed {limit} of {len(chunks)} chunks (model_max_chunks); "
+                            "the rest was reviewed by rules only")
+    if entry.plumbing:
+        result.notes.append(f"{entry.name} is a plumbing model: it proves the inference path; "
+                            "its suggestions are not a judgement")
     result.seconds = time.perf_counter() - started
     return result

@@ -82,7 +82,7 @@ def analyse(data: bytes, ruleset: RuleSet, runtime: ModelRuntime | None, setting
     if use_model:
         model = review_with_model(diff, runtime, settings)
     else:
-        model = ModelReviewResult(status="not_requested", note="rules-only review was requested")
+        model = ModelReviewResult(status="not_requested", notes=["rules-only review was requested"])
     modelled = time.perf_counter()
     findings, merged_away = merge_and_rank(rule_findings, model.findings)
     if merged_away:

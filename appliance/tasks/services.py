@@ -111,6 +111,7 @@ class Services:
                            "active": [p.provenance() for p in rules.packs] if rules else [],
                            "refused": [e.message for e in rules.refused] if rules else []}
         ready = all(c["ok"] for c in checks.values())
-        degraded = model["status"] != "ready" or bool(checks["packs"]["refused"])
+        # A model switched off on purpose (rules-only sites) is not a degradation; a broken one is.
+        degraded = model["status"] == "unavailable" or bool(checks["packs"]["refused"])
         return {"status": "ready" if ready and not degraded else "degraded" if ready else "not ready",
                 "ready": ready, "checks": checks}

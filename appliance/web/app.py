@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
@@ -79,6 +80,10 @@ def create_app(settings: Settings, services: Services | None = None, *, start_wo
         openapi_config=OpenAPIConfig(
             title="Cortex Code Appliance API", version=__version__, path="/api/schema",
             render_plugins=[JsonRenderPlugin()],
+            components=Components(security_schemes={"apiToken": SecurityScheme(
+                type="http", scheme="bearer", description="An API token (cca_…) from the dashboard or "
+                "`cortex tokens create`.")}),
+            security=[{"apiToken": []}],
             description="Offline code review: submit diffs, read findings as JSON, SARIF 2.1.0 or Markdown. "
                         "Authenticate with 'Authorization: Bearer <API token>' or a dashboard session."),
         state=State({"services": svc, "settings": settings}),

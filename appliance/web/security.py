@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -108,10 +108,11 @@ def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
     return principal
 
 
-def requires(permission: Permission) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A guard admitting principals holding ``permission``."""
+def requires(permission: Permission) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler],
+                                                 Awaitable[None]]:
+    """A guard admitting principals holding ``permission``; a refusal of a signed-in caller is audited."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = current_principal(connection)
         if principal is None:
             attempted = connection.scope.get("state", {}).get("auth_attempted")
@@ -120,6 +121,16 @@ def requires(permission: Permission) -> Callable[[ASGIConnection[Any, Any, Any, 
                 else "your session has ended; sign in again" if attempted == "session"
                 else "sign in first (or send an API token as 'Authorization: Bearer …')")
         if not principal.can(permission):
+            services: Services = connection.scope["litestar_app"].state.services
+
+            def audit() -> None:
+                with services.db.write() as tx:
+                    record_event(tx, AuditTag.AUTH_PERMISSION_DENIED, principal.actor,
+                                 target=str(connection.scope.get("path", "")), outcome="denied",
+                                 details={"permission": str(permission), "role": principal.user.role,
+                                          "method": connection.scope.get("method")})
+
+            await anyio.to_thread.run_sync(audit)
             raise PermissionDeniedError(f"your role ({principal.user.role}) does not grant {permission}")
 
     return guard
@@ -131,11 +142,17 @@ def ensure_pre_csrf(request: Request[Any, Any, Any]) -> str:
 
 
 async def csrf_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Runs before the permission guards. Only requests that carry an ambient credential (a session
+    cookie) and anonymous forms (``opt={"anonymous_form": True}``) are checked: without a session there is
+    nothing to forge, and the permission guard answers 401."""
     scope = connection.scope
     if scope.get("method") not in _UNSAFE:
         return
     principal = current_principal(connection)
+    anonymous_form = bool(handler.opt.get("anonymous_form"))
     if principal is not None and principal.via == "token":
+        return
+    if principal is None and not anonymous_form:
         return
     request = connection if isinstance(connection, Request) else Request(scope, connection.receive)
     sent = request.headers.get("x-csrf-token")

@@ -94,3 +94,12 @@ def test_json_rendering_round_trips(finished_review: dict[str, Any]) -> None:
     assert {f["fingerprint"] for f in doc["findings"]} == {f["fingerprint"] for f in finished_review["findings"]}
     with pytest.raises(ValueError, match="unknown format"):
         render(finished_review, "yaml")
+
+
+def test_markdown_carries_no_mentions_or_autolinks_from_the_diff(finished_review: dict[str, Any]) -> None:
+    review = dict(finished_review)
+    review["title"] = "ping @security-team see https://evil.example/x and www.evil.example"
+    text = review_markdown(review)
+    # GFM autolinks need a literal "https://" or "www."; mentions need a bare "@name".
+    assert "https://" not in text and "www." not in text and " @security" not in text
+    assert "https\\://evil.example" in text and "www\\.evil" in text and "\\@security-team" in text

@@ -124,3 +124,45 @@ def test_open_redirects_are_refused(client: TestClient[Any], admin: User) -> Non
                                            "_csrf": form_csrf(page.text), "next": "//evil.example/steal"},
                            follow_redirects=False)
     assert response.headers["location"] == "/reviews"
+
+
+def test_a_deactivated_account_loses_sessions_and_tokens(client: TestClient[Any], admin: User, db: Database) -> None:
+    from appliance.audit import Actor
+    from appliance.auth import create_token, create_user, deactivate_user
+    from appliance.errors import ConflictError
+
+    dev = create_user(db, username="dev", role="developer", actor=Actor.system(), password="builder-pass-123")
+    token = create_token(db, dev, name="ci", actor=Actor.system()).token
+    sign_in(client, "dev", "builder-pass-123")
+    assert client.get("/reviews").status_code == 200
+    deactivate_user(db, "dev", actor=Actor.system())
+    assert client.get("/reviews", follow_redirects=False).status_code == 303
+    assert client.get("/api/v1/reviews", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert [e["target"] for e in audit(db, "auth:user:deactivated")] == ["user:dev"]
+    try:
+        deactivate_user(db, "admin", actor=Actor.system())
+    except ConflictError as exc:
+        assert "last active administrator" in exc.message
+    else:
+        raise AssertionError("the last admin must not be deactivated")
+
+
+def test_permission_denials_are_audited(client: TestClient[Any], admin: User, db: Database) -> None:
+    from appliance.audit import Actor
+    from appliance.auth import create_token, create_user
+
+    viewer = create_user(db, username="viewer1", role="viewer", actor=Actor.system(), password="read-only-pass-1")
+    token = create_token(db, viewer, name="ro", actor=Actor.system()).token
+    response = client.post("/api/v1/reviews", content=b"x", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    denied = audit(db, "auth:permission:denied")
+    assert len(denied) == 1 and denied[0]["actor_name"] == "viewer1" and denied[0]["outcome"] == "denied"
+
+
+def test_an_api_write_without_credentials_is_401_not_a_csrf_error(client: TestClient[Any], admin: User,
+                                                                  db: Database) -> None:
+    response = client.post("/api/v1/reviews", content=b"x", headers={"Content-Type": "text/x-diff"})
+    assert response.status_code == 401 and response.json()["error"] == "unauthenticated"
+    revoked = client.post("/api/v1/reviews", content=b"x", headers={"Authorization": "Bearer cca_revoked"})
+    assert revoked.status_code == 401 and "not valid" in revoked.json()["message"]
+    assert audit(db, "auth:csrf:refused") == []

@@ -13,12 +13,16 @@ from appliance import __version__
 
 __all__ = ["review_markdown"]
 
-_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
+# Every ASCII punctuation character that means something in CommonMark or GFM, plus '@' (mentions) and
+# ':' (autolinks such as https://…): backslash-escaped, they render as themselves (CommonMark §2.4).
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&@:])")
 _ORDER = ("critical", "high", "medium", "low", "info")
 
 
 def _escape(text: str) -> str:
-    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    escaped = _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    # GFM also links bare www. addresses.
+    return re.sub(r"(?i)\bwww\.", lambda m: m.group(0)[:-1] + "\\.", escaped)
 
 
 def _code(text: str) -> str:

@@ -6,7 +6,7 @@ CREATE TABLE audit_events (
     at          TEXT NOT NULL,
     actor_id    TEXT,
     actor_name  TEXT NOT NULL,
-    actor_kind  TEXT NOT NULL,                   -- user, token, cli, system
+    actor_kind  TEXT NOT NULL,                   -- user, token, cli, system, anonymous
     source_addr TEXT,
     action      TEXT NOT NULL,                   -- area:subject:action
     target      TEXT NOT NULL DEFAULT '',

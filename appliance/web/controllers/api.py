@@ -127,7 +127,7 @@ async def get_review_markdown(request: Request[Any, Any, Any], review_id: FromPa
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     text = review_markdown(review, base_url=services.settings.base_url)
-    return Response(text, media_type="text/markdown; charset=utf-8")
+    return Response(text, media_type="text/markdown")
 
 
 @get("/api/v1/models", guards=[requires(Permission.MODELS_READ)], tags=["models"],

@@ -44,7 +44,7 @@ async def login_form(request: Request[Any, Any, Any], next: FromQuery[str | None
     return _anonymous_form(request, "auth/login.html", next=safe_next(next))
 
 
-@post("/login", include_in_schema=False)
+@post("/login", include_in_schema=False, opt={"anonymous_form": True})
 async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
     services = services_of(request)
     target = safe_next(data.get("next"))
@@ -81,7 +81,7 @@ async def setup_form(request: Request[Any, Any, Any]) -> Response[Any]:
     return _anonymous_form(request, "auth/setup.html", username="admin")
 
 
-@post("/setup", include_in_schema=False)
+@post("/setup", include_in_schema=False, opt={"anonymous_form": True})
 async def setup_submit(request: Request[Any, Any, Any], data: Form) -> Response[Any]:
     services = services_of(request)
     username = data.get("username", "").strip()
