@@ -208,7 +208,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     setup()
     env = dict(os.environ)
     env.setdefault("CORTEX_DATA_DIR", str(VAR))
-    argv = [str(venv_bin("cortex")), "serve", *args.rest]
+    # This is the evaluation entry, run from a terminal: always show the first admin's setup link.
+    argv = [str(venv_bin("cortex")), "serve", "--show-bootstrap-token", *args.rest]
     say("starting the appliance (Ctrl-C stops it)")
     os.execve(argv[0], argv, env)
 
