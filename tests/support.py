@@ -29,6 +29,26 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return load_settings({"CORTEX_CONFIG": ""}, data_dir=data_dir, **values)
 
 
+def git(repo: Path, *args: str) -> str:
+    """Run real git in ``repo`` and return its output."""
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def init_repo(root: Path, files: dict[str, str | bytes], *, branch: str) -> Path:
+    """A git repository whose ``main`` holds ``files``, checked out on a new ``branch``."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "dev@site.invalid")
+    git(root, "config", "user.name", "Dev")
+    for name, content in files.items():
+        path = root / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "base")
+    git(root, "checkout", "-qb", branch)
+    return root
+
+
 CSRF_FIELD = re.compile(r'name="_csrf" value="([^"]*)"')
 
 

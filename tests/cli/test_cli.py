@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from appliance.review.formats import SARIF_SCHEMA_PATH
-from tests.support import ADMIN_PASSWORD
+from tests.support import ADMIN_PASSWORD, git, init_repo
 
 
 def cortex(data_dir: Path, *args: str, stdin: str | None = None, model: bool = False,
@@ -23,21 +23,10 @@ def cortex(data_dir: Path, *args: str, stdin: str | None = None, model: bool = F
                           text=True, timeout=300, check=False, cwd=cwd)
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "service"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "dev@site.invalid")
-    git(root, "config", "user.name", "Dev")
-    (root / "handlers.py").write_text("import subprocess\n\n\ndef ping(host):\n    return host\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "base")
-    git(root, "checkout", "-qb", "feature/ping")
+    root = init_repo(tmp_path / "service", {"handlers.py": "import subprocess\n\n\ndef ping(host):\n    return host\n"},
+                     branch="feature/ping")
     (root / "handlers.py").write_text(
         "import subprocess\nimport yaml\n\n\ndef ping(host):\n"
         "    subprocess.call('ping -c1 ' + host, shell=True)\n    return yaml.load(open('c.yml'))\n")

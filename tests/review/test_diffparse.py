@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import InvalidDiffError
 from appliance.review.diffparse import decode_diff, parse_diff
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+from tests.support import git, init_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "dev@site.invalid")
-    git(root, "config", "user.name", "Dev")
-    (root / "app.py").write_text("import os\n\n\ndef main():\n    return 0\n")
-    (root / "old_name.py").write_text("VALUE = 1\n")
-    (root / "gone.txt").write_text("bye\n")
-    (root / "logo.bin").write_bytes(b"\x00\x01\x02binary")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "base")
-    git(root, "checkout", "-qb", "feature")
+    root = init_repo(tmp_path / "repo", {
+        "app.py": "import os\n\n\ndef main():\n    return 0\n", "old_name.py": "VALUE = 1\n", "gone.txt": "bye\n",
+        "logo.bin": b"\x00\x01\x02binary"}, branch="feature")
     (root / "app.py").write_text("import os\n\n\ndef main(cmd):\n    os.system(cmd)\n    return 0\n")
     git(root, "mv", "old_name.py", "new_name.py")
     git(root, "rm", "-q", "gone.txt")
