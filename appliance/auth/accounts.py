@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 
 from appliance import clock
-from appliance.audit import Actor, AuditTag, record_event
+from appliance.audit import Actor, AuditTag, RepeatGate, record_event
 from appliance.auth.models import User
 from appliance.auth.passwords import check_password_policy, hash_password
 from appliance.config import Settings
@@ -138,7 +138,7 @@ def issue_bootstrap_token(db: Database, settings: Settings) -> str | None:
 
 
 def use_bootstrap_token(db: Database, token: str, *, username: str, password: str, display_name: str = "",
-                        address: str | None = None) -> User:
+                        address: str | None = None, gate: RepeatGate | None = None) -> User:
     """Create the first admin with a valid, unused bootstrap token.
 
     Raises:
@@ -166,8 +166,10 @@ def use_bootstrap_token(db: Database, token: str, *, username: str, password: st
             record_event(tx, AuditTag.AUTH_USER_CREATED, Actor.anonymous(address), target=f"user:{username}",
                          details={"user_id": user_id, "role": "admin", "password_set": True, "via": "bootstrap"})
             return User(user_id, username, display_name or username, "admin", True)
-    with db.write() as tx:
-        record_event(tx, AuditTag.AUTH_BOOTSTRAP_REFUSED, Actor.anonymous(address), target="bootstrap",
-                     outcome="denied", details={"reason": reason})
+    held = gate.admit(f"bootstrap:{address}") if gate else 0
+    if held is not None:
+        with db.write() as tx:
+            record_event(tx, AuditTag.AUTH_BOOTSTRAP_REFUSED, Actor.anonymous(address), target="bootstrap",
+                         outcome="denied", details={"reason": reason, "held_back_before": held})
     raise AuthenticationError(f"the setup token was not accepted ({reason}); run `cortex admin bootstrap` "
                               "on the appliance host for a new one")

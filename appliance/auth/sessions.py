@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
 from appliance import clock
-from appliance.audit import Actor, AuditTag, record_event
+from appliance.audit import Actor, AuditTag, RepeatGate, record_event
 from appliance.auth.models import Principal, User
 from appliance.auth.passwords import verify_password
 from appliance.config import Settings
@@ -24,6 +25,8 @@ from appliance.store import Database, Transaction
 
 __all__ = ["NewSession", "end_session", "principal_for_session", "sign_in"]
 
+# Striped locks: attempts on one account serialize, different accounts mostly do not.
+_ACCOUNT_LOCKS = tuple(threading.Lock() for _ in range(64))
 # Refresh last_seen_at at most this often, so reading pages does not turn every request into a write.
 _TOUCH_EVERY = timedelta(seconds=60)
 
@@ -56,7 +59,7 @@ def _throttled_for(tx: Transaction, settings: Settings, account: str, peer: str)
 
 
 def sign_in(db: Database, settings: Settings, username: str, password: str, *, peer: str,
-            user_agent: str = "") -> NewSession:
+            user_agent: str = "", gate: RepeatGate | None = None) -> NewSession:
     """Check credentials and open a session.
 
     Raises:
@@ -65,25 +68,27 @@ def sign_in(db: Database, settings: Settings, username: str, password: str, *, p
     """
     username = username.strip()[:128]
     actor = Actor(kind="anonymous", name=username or "anonymous", address=peer)
-    with db.write() as tx:
-        wait = _throttled_for(tx, settings, username, peer)
+    # Attempts on one account run one at a time, so parallel guesses cannot slip past the limit while the
+    # (deliberately slow) hash is checked, and each failure is counted and audited in one transaction.
+    with _ACCOUNT_LOCKS[hash(username.lower()) % len(_ACCOUNT_LOCKS)]:
+        with db.read() as tx:
+            wait = _throttled_for(tx, settings, username, peer)
+            row = tx.one("SELECT * FROM users WHERE username = ?", (username,)) if wait is None else None
         if wait is not None:
-            record_event(tx, AuditTag.AUTH_SESSION_THROTTLED, actor, target=f"user:{username}", outcome="denied",
-                         details={"retry_after_seconds": wait})
-        else:
-            # Counted as a failure until the password proves right, so parallel guesses cannot slip
-            # past the limit while the (deliberately slow) hash is checked.
-            tx.insert("login_failures", {"account": username, "peer": peer, "at": clock.now_iso()})
-            row = tx.one("SELECT * FROM users WHERE username = ?", (username,))
-    if wait is not None:
-        raise ThrottledError(f"too many failed sign-ins; try again in {wait} seconds", retry_after=wait)
-    ok = verify_password(password, row["password_hash"] if row else None)
-    if not ok or row is None or not row["is_active"]:
-        reason = "wrong password" if row and row["is_active"] else "deactivated" if row else "unknown user"
-        with db.write() as tx:
-            record_event(tx, AuditTag.AUTH_SESSION_FAILED, actor, target=f"user:{username}", outcome="failure",
-                         details={"reason": reason})
-        raise AuthenticationError("wrong username or password")
+            held = gate.admit(f"throttled:{peer}") if gate else 0
+            if held is not None:
+                with db.write() as tx:
+                    record_event(tx, AuditTag.AUTH_SESSION_THROTTLED, actor, target=f"user:{username}",
+                                 outcome="denied", details={"retry_after_seconds": wait, "held_back_before": held})
+            raise ThrottledError(f"too many failed sign-ins; try again in {wait} seconds", retry_after=wait)
+        ok = verify_password(password, row["password_hash"] if row else None)
+        if not ok or row is None or not row["is_active"]:
+            reason = "wrong password" if row and row["is_active"] else "deactivated" if row else "unknown user"
+            with db.write() as tx:
+                tx.insert("login_failures", {"account": username, "peer": peer, "at": clock.now_iso()})
+                record_event(tx, AuditTag.AUTH_SESSION_FAILED, actor, target=f"user:{username}",
+                             outcome="failure", details={"reason": reason})
+            raise AuthenticationError("wrong username or password")
     user = User.from_row(row)
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)

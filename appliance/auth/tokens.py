@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from appliance import clock
-from appliance.audit import Actor, AuditTag, record_event
+from appliance.audit import Actor, AuditTag, RepeatGate, record_event
 from appliance.auth.models import Principal, User
 from appliance.errors import NotFoundError, ValidationError
 from appliance.store import Database
@@ -76,8 +76,9 @@ def revoke_token(db: Database, token_id: int, *, actor: Actor, owner: User | Non
                          details={"token_id": token_id, "name": row["name"], "prefix": row["prefix"]})
 
 
-def principal_for_token(db: Database, token: str, *, peer: str) -> Principal | None:
-    """The principal of a valid token, or None (unknown, revoked, expired token or inactive user; audited)."""
+def principal_for_token(db: Database, token: str, *, peer: str, gate: RepeatGate | None = None) -> Principal | None:
+    """The principal of a valid token, or None (unknown, revoked, expired token or inactive user; audited,
+    through ``gate`` when given, so an anonymous client cannot flood the audit trail)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
     with db.read() as tx:
@@ -94,10 +95,12 @@ def principal_for_token(db: Database, token: str, *, peer: str) -> Principal | N
     elif not row["is_active"]:
         reason = "account deactivated"
     if reason:
-        with db.write() as tx:
-            record_event(tx, AuditTag.AUTH_TOKEN_REFUSED, Actor.anonymous(peer),
-                         target=f"user:{row['username']}" if row else "token", outcome="denied",
-                         details={"reason": reason, "prefix": token[:12]})
+        held = gate.admit(f"token:{peer}") if gate else 0
+        if held is not None:
+            with db.write() as tx:
+                record_event(tx, AuditTag.AUTH_TOKEN_REFUSED, Actor.anonymous(peer),
+                             target=f"user:{row['username']}" if row else "token", outcome="denied",
+                             details={"reason": reason, "prefix": token[:12], "held_back_before": held})
         return None
     if row is None:  # unreachable: reason is set above
         return None

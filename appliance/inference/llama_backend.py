@@ -16,7 +16,11 @@ from typing import Any
 
 from llama_cpp import Llama
 
-__all__ = ["Completion", "LlamaBackend"]
+__all__ = ["Completion", "LlamaBackend", "ModelClosedError"]
+
+
+class ModelClosedError(RuntimeError):
+    """The model was closed (the process is stopping): the caller's work must be handed back, not failed."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class LlamaBackend:
 
     def _model(self) -> Llama:
         if self._llama is None:
-            raise RuntimeError("the model was closed")
+            raise ModelClosedError("the model was closed while the review ran (the service is stopping)")
         return self._llama
 
     @property

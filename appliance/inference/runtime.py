@@ -92,9 +92,10 @@ class ModelRuntime:
         return info
 
     def close(self) -> None:
+        """Release the model. Waits for a generation in progress; later calls raise ModelClosedError."""
         with self._lock:
             backend, self.backend = self.backend, None
             if self.status == "ready":
-                self.status = "not loaded"
+                self.status = "closed"
         if backend is not None:
             backend.close()

@@ -11,6 +11,7 @@ from appliance.jobs.service import (
     job_for,
     keep_lease,
     reconcile,
+    release_job,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "job_for",
     "keep_lease",
     "reconcile",
+    "release_job",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "job_for",
     "keep_lease",
     "reconcile",
+    "release_job",
 ]
 
 
@@ -125,8 +126,9 @@ def job_for(tx: Transaction, kind: str, ref_id: int) -> JobState | None:
 def claim_job(tx: Transaction, job_id: int, owner: str, *, lease_seconds: int, max_attempts: int) -> Claim:
     """Try to take ``job_id`` for ``owner`` inside ``tx``.
 
-    A finished job, or one running under another owner's live lease, is not claimed (a duplicate
-    delivery). A job that has used up its attempts is marked failed here.
+    A finished job, or one running under a live lease, is not claimed (a duplicate delivery), even when
+    the lease is this process's own: two worker threads of one process never run the same job. A job
+    that has used up its attempts is marked failed here.
     """
     job = get_job(tx, job_id)
     if job is None:
@@ -134,8 +136,7 @@ def claim_job(tx: Transaction, job_id: int, owner: str, *, lease_seconds: int, m
     now = clock.now()
     if job.status in ("done", "failed"):
         return Claim(job, False, "finished")
-    if job.status == "running" and job.lease_owner != owner and job.lease_expires_at \
-            and clock.from_iso(job.lease_expires_at) > now:
+    if job.status == "running" and job.lease_expires_at and clock.from_iso(job.lease_expires_at) > now:
         return Claim(job, False, "held")
     if job.attempts >= max_attempts:
         error = (f"gave up after {job.attempts} attempts: the worker stopped before finishing each time "
@@ -148,6 +149,18 @@ def claim_job(tx: Transaction, job_id: int, owner: str, *, lease_seconds: int, m
         "updated_at = ?, started_at = ?, error = NULL WHERE id = ?",
         (owner, clock.iso(now + timedelta(seconds=lease_seconds)), clock.iso(now), clock.iso(now), job_id))
     return Claim(get_job(tx, job_id) or job, True, "claimed")
+
+
+def release_job(tx: Transaction, job_id: int, owner: str, *, why: str) -> bool:
+    """Hand a job this owner holds back to the queue (a transient failure: storage, shutdown); audited."""
+    changed = tx.execute(
+        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = ? "
+        "WHERE id = ? AND status = 'running' AND lease_owner = ?", (clock.now_iso(), job_id, owner))
+    job = get_job(tx, job_id) if changed else None
+    if job is not None:
+        record_event(tx, AuditTag.JOBS_JOB_REQUEUED, Actor.system(), target=f"{job.kind}:{job.ref_id}",
+                     details={"job": job_id, "previous_owner": owner, "attempts": job.attempts, "why": why})
+    return changed == 1
 
 
 def finish_job(tx: Transaction, job_id: int, owner: str, *, status: str, error: str | None = None) -> bool:
@@ -195,18 +208,18 @@ def keep_lease(db: Database, job_id: int, owner: str, lease_seconds: int) -> Ite
 def reconcile(db: Database, *, owner: str) -> list[JobState]:
     """Hand back jobs whose worker is gone and return every job that should be (re-)enqueued.
 
-    Running jobs of dead processes on this host, and running jobs whose lease expired, go back to
-    queued (an audit event each). The result lists all queued jobs, oldest first.
+    Running jobs of dead processes on this host, and running jobs whose lease expired (whoever held it,
+    this process included: a live worker renews its lease), go back to queued (an audit event each).
+    The result lists all queued jobs, oldest first.
     """
     now = clock.now()
     with db.write() as tx:
         running = [JobState.from_row(r) for r in tx.query("SELECT * FROM jobs WHERE status = 'running'")]
         for job in running:
-            if job.lease_owner == owner:
-                continue
-            alive = _owner_alive_here(job.lease_owner or "")
+            alive = False if job.lease_owner is None else (
+                True if job.lease_owner == owner else _owner_alive_here(job.lease_owner))
             expired = job.lease_expires_at is None or clock.from_iso(job.lease_expires_at) <= now
-            if alive is False or (alive is None and expired):
+            if alive is False or expired:
                 tx.execute("UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
                            "updated_at = ? WHERE id = ?", (clock.iso(now), job.id))
                 record_event(tx, AuditTag.JOBS_JOB_REQUEUED, Actor.system(), target=f"{job.kind}:{job.ref_id}",

@@ -101,7 +101,10 @@ def _load_rule(raw: dict[str, Any], pack_id: str, where: str) -> RuleSpec:
     if cwe is not None:
         _expect(cwe, int, "cwe", where, pack_id, rule_id)
     examples = []
-    for index, ex in enumerate(raw.get("example", []), 1):
+    examples_raw = raw.get("example", [])
+    if not isinstance(examples_raw, list):
+        raise PackError(f"{where}: examples are written as [[rule.example]] tables", pack_id=pack_id, rule_id=rule_id)
+    for index, ex in enumerate(examples_raw, 1):
         ex_where = f"{where}, example {index}"
         _expect(ex, dict, "example", ex_where, pack_id, rule_id)
         unknown = set(ex) - _EXAMPLE_KEYS
@@ -171,6 +174,9 @@ def load_pack(folder: Path) -> PackSpec:
                             pack_id=pack_id)
         if not data.get("rule"):
             raise PackError(f"{path} holds no [[rule]] tables; remove the file or add rules", pack_id=pack_id)
+        if not isinstance(data["rule"], list) or not all(isinstance(r, dict) for r in data["rule"]):
+            raise PackError(f"{path}: rules are written as [[rule]] tables (an array of tables), not [rule]",
+                            pack_id=pack_id)
         for raw in data["rule"]:
             rules.append(_load_rule(raw, pack_id, str(path.relative_to(folder.parent))))
     return PackSpec(
@@ -200,4 +206,7 @@ def discover_packs(rules_dir: Path) -> tuple[list[PackSpec], list[PackError]]:
             if exc.pack_id is None:
                 exc.pack_id = folder.name
             errors.append(exc)
+        except Exception as exc:  # a pack must never stop the appliance: refuse it and go on
+            errors.append(PackError(f"rule pack in {folder} refused: it could not be read ({exc!r})",
+                                    pack_id=folder.name))
     return packs, errors

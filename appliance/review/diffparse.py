@@ -29,11 +29,22 @@ def decode_diff(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8", errors="replace"), True
 
 
+def _lines(text: str) -> list[str]:
+    """Lines ending in their newline. Only "\n" ends a line in a diff: str.splitlines() would also split
+    on form feeds, \x1c-\x1e and Unicode separators, which are ordinary characters inside source lines."""
+    lines = [line + "\n" for line in text.split("\n")]
+    if lines and lines[-1] == "\n":
+        lines.pop()
+    elif lines:
+        lines[-1] = lines[-1][:-1]
+    return lines
+
+
 class _Tracker:
     """Feeds lines to unidiff and remembers which one it was reading when it gave up."""
 
     def __init__(self, text: str) -> None:
-        self.lines = text.splitlines(keepends=True)
+        self.lines = _lines(text)
         self.current = 0  # 1-based number of the last line handed out
 
     def __iter__(self) -> Iterator[str]:
@@ -43,7 +54,7 @@ class _Tracker:
 
 
 def _first_content_line(text: str) -> tuple[int, str] | None:
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             return number, line
     return None
@@ -70,6 +81,9 @@ def parse_diff(text: str, *, decoding_replaced: bool = False) -> ParsedDiff:
     """
     if not text.strip():
         raise InvalidDiffError("the diff is empty: submit the output of `git diff` or `git format-patch`")
+    # CRLF diffs (a browser's textarea, Windows tools): without this a header's \r ends up in the path,
+    # which then has no language and escapes every language-specific rule.
+    text = text.replace("\r\n", "\n")
     tracker = _Tracker(text)
     try:
         patch = PatchSet(iter(tracker))
@@ -117,7 +131,7 @@ def parse_diff(text: str, *, decoding_replaced: bool = False) -> ParsedDiff:
         else:
             for hunk in patched:
                 lines = tuple(
-                    (line.line_type, line.source_line_no, line.target_line_no, line.value.rstrip("\r\n"))
+                    (line.line_type, line.source_line_no, line.target_line_no, line.value.removesuffix("\n"))
                     for line in hunk
                     if line.line_type in ("+", "-", " ")
                 )

@@ -169,6 +169,10 @@ class RuleSet:
             except PackError as exc:
                 refused.append(exc)
                 continue
+            except Exception as exc:  # a pack must never stop the appliance: refuse it and go on
+                refused.append(PackError(f"rule pack {pack.id} refused: it could not be compiled ({exc!r})",
+                                         pack_id=pack.id))
+                continue
             active.append(pack)
             rules.extend(compiled)
         return cls(active, rules, refused)

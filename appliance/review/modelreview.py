@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config import Settings
-from appliance.inference import ModelRuntime
+from appliance.inference import ModelClosedError, ModelRuntime
 from appliance.inference.prompts import (
     MAX_FINDINGS_PER_CHUNK,
     SYSTEM_PROMPT,
@@ -107,6 +107,8 @@ def _severity(value: str) -> Severity:
 
 def review_with_model(diff: ParsedDiff, runtime: ModelRuntime | None, settings: Settings) -> ModelReviewResult:
     """Run the model over ``diff``. Never raises for model trouble: the result says what happened."""
+    if runtime is not None and runtime.status == "closed":
+        raise ModelClosedError("the model was closed before the review reached it (the service is stopping)")
     if runtime is None or runtime.status == "disabled":
         return ModelReviewResult(status="disabled", notes=["model review is switched off"])
     if not runtime.available or runtime.backend is None or runtime.entry is None:
@@ -128,6 +130,8 @@ def review_with_model(diff: ParsedDiff, runtime: ModelRuntime | None, settings: 
         try:
             completion = backend.chat_json(SYSTEM_PROMPT, render_chunk(chunk), schema,
                                            max_tokens=settings.model_max_output_tokens)
+        except ModelClosedError:
+            raise  # the service is stopping: the whole review goes back to the queue
         except Exception as exc:  # a failed generation costs that chunk, not the review
             result.chunks_failed += 1
             if result.chunks_failed == 1:

@@ -8,6 +8,7 @@ review's results are stored exactly once even when its job is delivered twice or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,9 +20,9 @@ from typing import Any
 from appliance import clock
 from appliance.audit import Actor, AuditTag, record_event
 from appliance.config import Settings
-from appliance.errors import ApplianceError, InvalidDiffError, NotFoundError, PayloadTooLargeError
-from appliance.inference import ModelRuntime
-from appliance.jobs import claim_job, create_job, finish_job, keep_lease
+from appliance.errors import ApplianceError, InvalidDiffError, NotFoundError, PayloadTooLargeError, StoreError
+from appliance.inference import ModelClosedError, ModelRuntime
+from appliance.jobs import claim_job, create_job, finish_job, keep_lease, release_job
 from appliance.review import repo
 from appliance.review.diffparse import decode_diff, parse_diff
 from appliance.review.engine import RuleSet
@@ -132,8 +133,9 @@ def _store_outcome(db: Database, review_id: int, job_id: int, owner: str, outcom
 
 def run_review_job(db: Database, settings: Settings, job_id: int, *, owner: str, ruleset: RuleSet,
                    runtime: ModelRuntime | None) -> str:
-    """Claim, run and store one review job. Returns what happened: done, failed, finished, held,
-    exhausted or superseded (another worker took the job over while this one ran)."""
+    """Claim, run and store one review job. Returns what happened: done, failed, released (handed back
+    after a transient failure), finished, held, exhausted or superseded (another worker took the job over
+    while this one ran)."""
     with db.write() as tx:
         claim = claim_job(tx, job_id, owner, lease_seconds=settings.job_lease_seconds,
                           max_attempts=settings.job_max_attempts)
@@ -147,14 +149,23 @@ def run_review_job(db: Database, settings: Settings, job_id: int, *, owner: str,
     if not claim.claimed:
         return claim.reason
     review_id = claim.job.ref_id
-    with db.read() as tx:
-        row = tx.one("SELECT use_model FROM reviews WHERE id = ?", (review_id,))
-        data = repo.submission_bytes(tx, review_id)
     try:
+        with db.read() as tx:
+            row = tx.one("SELECT use_model FROM reviews WHERE id = ?", (review_id,))
+            data = repo.submission_bytes(tx, review_id)
         if row is None or data is None:
             raise NotFoundError(f"review {review_id} of job {job_id} has no stored submission")
         with keep_lease(db, job_id, owner, settings.job_lease_seconds):
             outcome = analyse(data, ruleset, runtime, settings, use_model=bool(row["use_model"]))
+        return "done" if _store_outcome(db, review_id, job_id, owner, outcome) else "superseded"
+    except (StoreError, ModelClosedError) as exc:
+        # Transient: the disk, a lock, or the service stopping. Hand the job back for another attempt;
+        # if even that write fails, the lease lapses and reconcile hands it back.
+        why = exc.message if isinstance(exc, StoreError) else str(exc)
+        log.warning("review %s handed back to the queue: %s", review_id, why)
+        with contextlib.suppress(StoreError), db.write() as tx:
+            release_job(tx, job_id, owner, why=why)
+        return "released"
     except Exception as exc:
         if isinstance(exc, ApplianceError):
             error = exc.message
@@ -162,12 +173,14 @@ def run_review_job(db: Database, settings: Settings, job_id: int, *, owner: str,
             incident = uuid.uuid4().hex[:12]
             log.exception("review %s failed (incident %s)", review_id, incident)
             error = f"internal error while reviewing (incident {incident}; details in the service log)"
-        with db.write() as tx:
-            if finish_job(tx, job_id, owner, status="failed", error=error):
-                record_event(tx, AuditTag.REVIEW_REVIEW_FAILED, Actor.system(), target=f"review:{review_id}",
-                             outcome="failure", details={"job": job_id, "error": error})
+        try:
+            with db.write() as tx:
+                if finish_job(tx, job_id, owner, status="failed", error=error):
+                    record_event(tx, AuditTag.REVIEW_REVIEW_FAILED, Actor.system(), target=f"review:{review_id}",
+                                 outcome="failure", details={"job": job_id, "error": error})
+        except StoreError:
+            log.exception("could not record the failure of review %s; its lease will lapse", review_id)
         return "failed"
-    return "done" if _store_outcome(db, review_id, job_id, owner, outcome) else "superseded"
 
 
 def get_review(db: Database, review_id: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any
 
-from appliance.audit import Actor, AuditTag, record_event
+from appliance.audit import Actor, AuditTag, RepeatGate, record_event
 from appliance.config import Settings
 from appliance.inference import ModelRuntime
 from appliance.packs import load_ruleset
@@ -44,6 +44,8 @@ class Services:
         self.settings = settings
         self.db = db or open_database(settings)
         self.runtime = ModelRuntime(settings)
+        # Refusals an anonymous client can provoke are audited through this gate (see audit/gate.py).
+        self.refusal_gate = RepeatGate()
         self._ruleset: RuleSet | None = None
         self._ruleset_lock = threading.Lock()
         self.queue = JobQueue(settings, self.db, lambda: self.ruleset, self.runtime)
@@ -56,35 +58,40 @@ class Services:
                 self._ruleset = load_ruleset(self.settings, self.db)
             return self._ruleset
 
-    def load_model(self, *, background: bool = False) -> None:
-        if not background:
-            self.runtime.load(self.db)
-            return
-        if self._model_thread is None:
-            self._model_thread = threading.Thread(target=self.runtime.load, args=(self.db,), name="model-load",
-                                                  daemon=True)
-            self._model_thread.start()
+    def load_model(self) -> None:
+        self.runtime.load(self.db)
 
     def start(self, *, workers: int | None = None) -> None:
-        """Start the service: packs, model (in the background), then the queue consumer."""
+        """Start the service: packs, then in the background the model and after it the queue consumer.
+
+        The consumer waits for the model: a review taken while the model loads would otherwise run
+        rules-only for good. Until both are up, /readyz says "not ready" (and /healthz answers).
+        """
+        count = self.settings.workers if workers is None else workers
         with self.db.write() as tx:
             record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), target="service",
-                         details={"workers": self.settings.workers if workers is None else workers,
-                                  "data_dir": str(self.settings.data_dir)})
+                         details={"workers": count, "data_dir": str(self.settings.data_dir)})
         _ = self.ruleset
-        self.load_model(background=True)
-        self.queue.start(self.settings.workers if workers is None else workers)
+
+        def bring_up() -> None:
+            self.runtime.load(self.db)
+            self.queue.start(count)
+
+        self._model_thread = threading.Thread(target=bring_up, name="bring-up", daemon=True)
+        self._model_thread.start()
 
     def stop(self) -> None:
-        self.queue.stop()
+        """Stop: the model first, so a review mid-generation is handed back to the queue at its next
+        chunk (not stored half-reviewed), then the consumer, then the audit record of the stop."""
         if self._model_thread is not None:
-            self._model_thread.join(timeout=60)
+            self._model_thread.join(timeout=120)
+        self.runtime.close()
+        self.queue.stop()
         try:
             with self.db.write() as tx:
                 record_event(tx, AuditTag.SYSTEM_SERVICE_STOPPED, Actor.system(), target="service")
-        except Exception:
+        except Exception:  # a full disk must not stop the shutdown
             log.exception("could not record the service stop")
-        self.runtime.close()
 
     def close(self) -> None:
         self.runtime.close()

@@ -30,10 +30,15 @@ from appliance.errors import AuthenticationError, PermissionDeniedError
 from appliance.rbac import Permission
 from appliance.tasks.services import Services
 
-__all__ = ["PRE_CSRF_COOKIE", "cookie_name", "csrf_guard", "ensure_pre_csrf", "principal_middleware", "requires",
-           "security_headers_middleware"]
+__all__ = ["PRE_CSRF_COOKIE", "cookie_name", "csrf_guard", "ensure_pre_csrf", "pre_csrf_cookie_name",
+           "principal_middleware", "requires", "security_headers_middleware"]
 
 PRE_CSRF_COOKIE = "cortex_form"
+
+
+def pre_csrf_cookie_name(settings: Settings) -> str:
+    """The anonymous forms' double-submit cookie; __Host- over TLS, so no sibling host can plant it."""
+    return f"__Host-{PRE_CSRF_COOKIE}" if settings.tls_enabled else PRE_CSRF_COOKIE
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
@@ -64,7 +69,7 @@ def principal_middleware(app: ASGIApp) -> ASGIApp:
         if auth.lower().startswith("bearer "):
             token = auth[7:].strip()
             principal = await anyio.to_thread.run_sync(
-                lambda: principal_for_token(services.db, token, peer=peer))
+                lambda: principal_for_token(services.db, token, peer=peer, gate=services.refusal_gate))
             state["auth_attempted"] = "token"
         else:
             cookies = Request(scope).cookies
@@ -136,9 +141,9 @@ def requires(permission: Permission) -> Callable[[ASGIConnection[Any, Any, Any, 
     return guard
 
 
-def ensure_pre_csrf(request: Request[Any, Any, Any]) -> str:
+def ensure_pre_csrf(request: Request[Any, Any, Any], settings: Settings) -> str:
     """The anonymous-form CSRF value: the existing cookie's, or a new one the caller must set."""
-    return request.cookies.get(PRE_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    return request.cookies.get(pre_csrf_cookie_name(settings)) or secrets.token_urlsafe(24)
 
 
 async def csrf_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -161,7 +166,12 @@ async def csrf_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Ba
         form = await request.form()
         value = form.get("_csrf")
         sent = value if isinstance(value, str) else None
-    expected = (principal.csrf_token or "") if principal is not None else request.cookies.get(PRE_CSRF_COOKIE, "")
+    if anonymous_form:
+        # Sign-in and setup use the double-submit cookie even when a session cookie is also present.
+        settings: Settings = scope["litestar_app"].state.services.settings
+        expected = request.cookies.get(pre_csrf_cookie_name(settings), "")
+    else:
+        expected = (principal.csrf_token or "") if principal is not None else ""
     if not sent or not expected or not hmac.compare_digest(sent, expected):
         services: Services = scope["litestar_app"].state.services
         actor = principal.actor if principal else Actor.anonymous(peer_address(scope))
@@ -171,5 +181,6 @@ async def csrf_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Ba
                 record_event(tx, AuditTag.AUTH_CSRF_REFUSED, actor, target=str(scope.get("path", "")),
                              outcome="denied", details={"method": scope.get("method")})
 
-        await anyio.to_thread.run_sync(audit)
+        if services.refusal_gate.admit(f"csrf:{peer_address(scope)}") is not None:
+            await anyio.to_thread.run_sync(audit)
         raise PermissionDeniedError("the form's security token is missing or stale; reload the page and try again")

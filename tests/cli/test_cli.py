@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from appliance.review.formats import SARIF_SCHEMA_PATH
+from appliance.store import Database
 from tests.support import ADMIN_PASSWORD, git, init_repo
 
 
@@ -43,9 +44,13 @@ def test_review_a_repository_branch_with_a_ci_gate(tmp_path: Path, repo: Path) -
     assert "finding(s) at or above high: failing (exit 3)" in result.stderr
     relaxed = cortex(data, "review", "--repo", str(repo), "--base", "main", "--fail-on", "none")
     assert relaxed.returncode == 0
-    # Both reviews are stored where the dashboard reads them.
-    listed = cortex(data, "users", "list")
-    assert listed.returncode == 0
+    # Both reviews are stored where the dashboard reads them, with the repository and refs.
+    db = Database(data / "appliance.db")
+    with db.read() as tx:
+        stored = tx.query("SELECT source, repository, base_ref, head_ref FROM reviews ORDER BY id")
+    db.close()
+    assert stored == [{"source": "cli", "repository": "service", "base_ref": "main", "head_ref": "feature/ping"},
+                      {"source": "cli", "repository": "service", "base_ref": "main", "head_ref": "HEAD"}]
 
 
 def test_review_writes_valid_sarif(tmp_path: Path, repo: Path) -> None:

@@ -84,3 +84,21 @@ def test_reconcile_leaves_a_live_lease_on_another_host_alone(db: Database) -> No
     with db.write() as tx:
         claim_job(tx, job_id, "elsewhere:42:42", lease_seconds=3600, max_attempts=3)
     assert reconcile(db, owner=current_owner()) == []
+
+
+def test_two_threads_of_one_process_never_run_the_same_job(db: Database) -> None:
+    job_id = _job(db)
+    with db.write() as tx:
+        assert claim_job(tx, job_id, current_owner(), lease_seconds=300, max_attempts=3).claimed
+        again = claim_job(tx, job_id, current_owner(), lease_seconds=300, max_attempts=3)
+    assert (again.claimed, again.reason) == (False, "held")
+
+
+def test_reconcile_hands_back_this_process_s_own_job_once_its_lease_lapsed(db: Database) -> None:
+    job_id = _job(db)
+    with db.write() as tx:
+        claim_job(tx, job_id, current_owner(), lease_seconds=300, max_attempts=3)
+    assert reconcile(db, owner=current_owner()) == []  # a live lease is left alone
+    with db.write() as tx:
+        tx.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = ?", (job_id,))
+    assert [j.id for j in reconcile(db, owner=current_owner())] == [job_id]

@@ -77,3 +77,19 @@ def test_non_utf8_is_decoded_with_replacement_and_flagged() -> None:
     diff = parse_diff(text, decoding_replaced=replaced)
     assert diff.decoding_replaced and diff.files[0].added_lines[0].text == "name = 'caf\ufffd'"
     assert decode_diff(b"ok")[1] is False
+
+
+def test_crlf_diffs_keep_their_paths_and_languages() -> None:
+    text = "--- a/app.py\r\n+++ b/app.py\r\n@@ -0,0 +1,2 @@\r\n+import pickle\r\n+data = pickle.loads(request.data)\r\n"
+    change = parse_diff(text).files[0]
+    assert change.path == "app.py" and change.language == "python"
+    assert [line.text for line in change.added_lines] == ["import pickle", "data = pickle.loads(request.data)"]
+
+
+def test_form_feeds_and_unicode_separators_are_ordinary_characters() -> None:
+    text = ("--- a/x.c\n+++ b/x.c\n@@ -0,0 +1,3 @@\n+int a;\n+\x0c\n+char *s = \"\u2028sep\x1cfs\x85nel\";\n"
+            "--- a/y.py\n+++ b/y.py\n@@ -0,0 +1 @@\n+b = 1\n")
+    diff = parse_diff(text)
+    assert [f.path for f in diff.files] == ["x.c", "y.py"]
+    assert [line.number for line in diff.files[0].added_lines] == [1, 2, 3]
+    assert diff.files[0].added_lines[2].text == "char *s = \"\u2028sep\x1cfs\x85nel\";"

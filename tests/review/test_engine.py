@@ -182,3 +182,18 @@ def test_two_packs_with_the_same_rule_id_both_report(tmp_path: Path) -> None:
     packs = [load_pack(write_pack(tmp_path, name, rule)) for name in ("one", "two")]
     ruleset = RuleSet.compile(packs)
     assert sorted(f.pack_id or "" for f in ruleset.match_file(file_as_added("a.py", "eval(x)\n"))) == ["one", "two"]
+
+
+@pytest.mark.parametrize("content", [
+    '[rule]\nid = "X-1"\ntitle = "t"\nseverity = "low"\nmessage = "m"\npattern = "x"\n',
+    'rule = ["not", "tables"]\n',
+    '[[rule]]\nid = "X-1"\ntitle = "t"\nseverity = "low"\nmessage = "m"\npattern = "x"\nexample = "oops"\n',
+])
+def test_a_misshapen_rule_file_refuses_its_pack_and_the_others_load(tmp_path: Path, content: str) -> None:
+    from appliance.packs import discover_packs
+
+    write_pack(tmp_path, "good", GOOD)
+    write_pack(tmp_path, "misshapen", content)
+    packs, errors = discover_packs(tmp_path)
+    assert [p.id for p in packs] == ["good"]
+    assert [e.pack_id for e in errors] == ["misshapen"] and "[[rule" in errors[0].message

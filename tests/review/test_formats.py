@@ -103,3 +103,19 @@ def test_markdown_carries_no_mentions_or_autolinks_from_the_diff(finished_review
     # GFM autolinks need a literal "https://" or "www."; mentions need a bare "@name".
     assert "https://" not in text and "www." not in text and " @security" not in text
     assert "https\\://evil.example" in text and "www\\.evil" in text and "\\@security-team" in text
+
+
+def test_sarif_uris_and_shared_rule_ids_stay_valid(finished_review: dict[str, Any]) -> None:
+    review = dict(finished_review)
+    first = review["findings"][0]
+    review["findings"] = [
+        {**first, "path": "src/My File #1 (ü%).py"},
+        {**first, "pack_id": "other-pack", "rank": 2, "fingerprint": "e" * 32},
+    ]
+    doc = review_sarif(review)
+    assert sorted(sarif_validator().iter_errors(doc), key=str) == []
+    run = doc["runs"][0]
+    assert run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == \
+        "src/My%20File%20%231%20%28%C3%BC%25%29.py"
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == [
+        f"{first['pack_id']}/{first['rule_id']}", f"other-pack/{first['rule_id']}"]

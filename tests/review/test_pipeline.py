@@ -130,3 +130,22 @@ def test_a_review_is_stored_once_even_when_its_job_is_delivered_twice(settings: 
                                                 (f"review:{accepted.review_id}",)))
     assert stored == review["findings_total"] == len(review["findings"]) > 0
     assert actions == {"review:review:created": 1, "review:review:started": 1, "review:review:completed": 1}
+
+
+@pytest.mark.slow
+def test_a_review_reaching_a_closed_model_goes_back_to_the_queue(settings: Settings, db: Database) -> None:
+    model_settings = settings.replace(model_enabled=True)
+    services = Services(model_settings, db=db)
+    services.load_model()
+    assert services.runtime.available
+    accepted = service.submit_review(db, model_settings, DIFF, actor=Actor.cli(), source="cli")
+    services.runtime.close()  # what stopping the service does first
+    outcome = service.run_review_job(db, model_settings, accepted.job_id, owner=current_owner(),
+                                     ruleset=services.ruleset, runtime=services.runtime)
+    assert outcome == "released"
+    with db.read() as tx:
+        job = tx.one("SELECT status, attempts, lease_owner FROM jobs WHERE id = ?", (accepted.job_id,))
+        requeued = tx.query("SELECT details FROM audit_events WHERE action = 'jobs:job:requeued'")
+        stored = tx.scalar("SELECT COUNT(*) FROM findings")
+    assert job == {"status": "queued", "attempts": 1, "lease_owner": None}
+    assert len(requeued) == 1 and "stopping" in str(requeued[0]["details"]) and stored == 0

@@ -146,3 +146,12 @@ def test_models_and_packs_endpoints(client: TestClient[Any], admin_token: str) -
     assert models["active"]["status"] == "disabled"
     packs = client.get("/api/v1/packs", headers=bearer(admin_token)).json()
     assert packs["packs"][0]["id"] == "secure-coding-core" and packs["refused"] == []
+
+
+def test_a_lone_surrogate_in_json_is_flagged_not_a_500(client: TestClient[Any], admin_token: str) -> None:
+    body = b'{"diff": "--- a/x.py\\n+++ b/x.py\\n@@ -0,0 +1 @@\\n+s = \\"\\ud800\\"\\n", "model": false}'
+    response = client.post("/api/v1/reviews", content=body,
+                           headers={**bearer(admin_token), "Content-Type": "application/json"})
+    assert response.status_code == 202, response.text
+    run_jobs(client)
+    assert client.get(response.headers["location"], headers=bearer(admin_token)).json()["decoding_replaced"] is True

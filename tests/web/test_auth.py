@@ -166,3 +166,10 @@ def test_an_api_write_without_credentials_is_401_not_a_csrf_error(client: TestCl
     revoked = client.post("/api/v1/reviews", content=b"x", headers={"Authorization": "Bearer cca_revoked"})
     assert revoked.status_code == 401 and "not valid" in revoked.json()["message"]
     assert audit(db, "auth:csrf:refused") == []
+
+
+def test_anonymous_refusals_cannot_flood_the_audit_trail(client: TestClient[Any], admin: User, db: Database) -> None:
+    for _ in range(30):
+        assert client.get("/api/v1/reviews", headers={"Authorization": "Bearer cca_guess"}).status_code == 401
+    refused = audit(db, "auth:token:refused")
+    assert len(refused) == client.app.state.services.refusal_gate.burst

@@ -96,3 +96,29 @@ def test_vendored_api_explorer_assets_are_served_and_nothing_else(client: TestCl
     schema = client.get("/api/schema/openapi.json").json()
     assert "/api/v1/reviews" in schema["paths"]
     assert schema["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
+
+
+def test_a_pasted_diff_with_crlf_line_endings_is_reviewed_like_any_other(client: TestClient[Any], admin: User,
+                                                                          db: Database) -> None:
+    csrf = sign_in(client)
+    pasted = DIFF.decode().replace("\n", "\r\n")  # what a browser's textarea sends
+    response = client.post("/reviews/new", data={"_csrf": csrf, "diff": pasted, "title": "pasted"},
+                           files={"file": ("", b"", "application/octet-stream")}, follow_redirects=False)
+    assert response.status_code == 303
+    services = client.app.state.services
+    with db.read() as tx:
+        job_id = tx.scalar("SELECT id FROM jobs ORDER BY id DESC LIMIT 1")
+    service.run_review_job(db, services.settings, job_id, owner=current_owner(), ruleset=services.ruleset,
+                           runtime=None)
+    review = service.get_review(db, int(response.headers["location"].rsplit("/", 1)[1]))
+    assert [f["path"] for f in review["files"]] == ["api/views.py"] and review["files"][0]["language"] == "python"
+    assert {"CORE-DESER-001", "CORE-RAND-001"} <= {f["rule_id"] for f in review["findings"]}
+
+
+def test_an_empty_upload_is_refused_and_audited(client: TestClient[Any], admin: User, db: Database) -> None:
+    csrf = sign_in(client)
+    response = client.post("/reviews/new", data={"_csrf": csrf, "diff": "  "},
+                           files={"file": ("", b"", "application/octet-stream")})
+    assert response.status_code == 422 and "the diff is empty" in response.text
+    with db.read() as tx:
+        assert tx.scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'review:review:refused'") == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from appliance import __version__
 
@@ -43,15 +44,25 @@ def _descriptor(finding: dict[str, Any]) -> dict[str, Any]:
     return descriptor
 
 
+def _rule_ids(findings: list[dict[str, Any]]) -> dict[tuple[str | None, str], str]:
+    """SARIF rule ids: the rule's own id, or ``pack/rule`` where two packs use the same id."""
+    packs_by_rule: dict[str, set[str | None]] = {}
+    for f in findings:
+        packs_by_rule.setdefault(f["rule_id"], set()).add(f["pack_id"])
+    return {(f["pack_id"], f["rule_id"]): f"{f['pack_id']}/{f['rule_id']}" if len(packs_by_rule[f["rule_id"]]) > 1
+            else f["rule_id"] for f in findings}
+
+
 def review_sarif(review: dict[str, Any], *, base_url: str = "") -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     results = []
+    ids = _rule_ids(review["findings"])
     for finding in review["findings"]:
-        rule_id = finding["rule_id"]
+        rule_id = ids[(finding["pack_id"], finding["rule_id"])]
         if rule_id not in index:
             index[rule_id] = len(rules)
-            rules.append(_descriptor(finding))
+            rules.append({**_descriptor(finding), "id": rule_id})
         region: dict[str, Any] = {"startLine": finding["line"]}
         if finding["snippet"]:
             region["snippet"] = {"text": finding["snippet"]}
@@ -61,7 +72,8 @@ def review_sarif(review: dict[str, Any], *, base_url: str = "") -> dict[str, Any
             "level": _LEVEL[finding["severity"]],
             "message": {"text": finding["message"]},
             "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": finding["path"], "uriBaseId": "%SRCROOT%"},
+                # SARIF §3.4.3: a URI reference; a path with spaces, '#', '%' or non-ASCII is percent-encoded.
+                "artifactLocation": {"uri": quote(finding["path"], safe="/"), "uriBaseId": "%SRCROOT%"},
                 "region": region}}],
             "partialFingerprints": {"cortexFingerprint/v1": finding["fingerprint"]},
             "properties": {"source": finding["source"], "severity": finding["severity"]},

@@ -58,7 +58,9 @@ async def create_review(request: Request[Any, Any, Any]) -> Response[dict[str, A
             raise ValidationError(f"the JSON body does not parse: {exc}") from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("diff"), str):
             raise ValidationError('the JSON body must be an object with a "diff" string')
-        data = payload["diff"].encode("utf-8")
+        # A lone surrogate (\ud800) is valid JSON but not Unicode text: keep it as bytes that are not
+        # UTF-8, so intake decodes them with replacement and flags the review, as for any other bad byte.
+        data = payload["diff"].encode("utf-8", errors="surrogatepass")
         meta.update({k: v for k, v in payload.items() if k != "diff"})
     elif content_type in _RAW_TYPES or not content_type:
         data = body

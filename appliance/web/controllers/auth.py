@@ -12,7 +12,7 @@ from litestar.response import Redirect, Template
 from appliance.auth import end_session, has_admin, sign_in, use_bootstrap_token
 from appliance.errors import ApplianceError, ThrottledError
 from appliance.web.controllers.common import blocking, page_context, safe_next, services_of
-from appliance.web.security import PRE_CSRF_COOKIE, cookie_name, ensure_pre_csrf, peer_address
+from appliance.web.security import cookie_name, ensure_pre_csrf, peer_address, pre_csrf_cookie_name
 
 __all__ = ["login_form", "login_submit", "logout", "setup_form", "setup_submit"]
 
@@ -27,12 +27,12 @@ def _session_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
 
 def _pre_csrf_cookie(request: Request[Any, Any, Any], value: str) -> Cookie:
     settings = services_of(request).settings
-    return Cookie(key=PRE_CSRF_COOKIE, value=value, path="/", httponly=True, samesite="strict",
+    return Cookie(key=pre_csrf_cookie_name(settings), value=value, path="/", httponly=True, samesite="strict",
                   secure=settings.tls_enabled, max_age=3600)
 
 
 def _anonymous_form(request: Request[Any, Any, Any], template: str, status: int = 200, **context: Any) -> Template:
-    token = ensure_pre_csrf(request)
+    token = ensure_pre_csrf(request, services_of(request).settings)
     return Template(template_name=template, status_code=status, cookies=[_pre_csrf_cookie(request, token)],
                     context=page_context(request, csrf=token, **context))
 
@@ -41,6 +41,8 @@ def _anonymous_form(request: Request[Any, Any, Any], template: str, status: int 
 async def login_form(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Response[Any]:
     if not await blocking(has_admin, services_of(request).db):
         return Redirect(path="/setup", status_code=303)
+    if request.scope.get("state", {}).get("principal") is not None:
+        return Redirect(path=safe_next(next), status_code=303)
     return _anonymous_form(request, "auth/login.html", next=safe_next(next))
 
 
@@ -51,7 +53,7 @@ async def login_submit(request: Request[Any, Any, Any], data: Form) -> Response[
     try:
         session = await blocking(sign_in, services.db, services.settings, data.get("username", ""),
                                  data.get("password", ""), peer=peer_address(request.scope),
-                                 user_agent=request.headers.get("user-agent", ""))
+                                 user_agent=request.headers.get("user-agent", ""), gate=services.refusal_gate)
     except ThrottledError as exc:
         response = _anonymous_form(request, "auth/login.html", status=429, error=exc.message, next=target,
                                    username=data.get("username", ""))
@@ -92,7 +94,8 @@ async def setup_submit(request: Request[Any, Any, Any], data: Form) -> Response[
     peer = peer_address(request.scope)
     try:
         await blocking(use_bootstrap_token, services.db, data.get("token", "").strip(), username=username,
-                       password=password, display_name=data.get("display_name", "").strip(), address=peer)
+                       password=password, display_name=data.get("display_name", "").strip(), address=peer,
+                       gate=services.refusal_gate)
         session = await blocking(sign_in, services.db, services.settings, username, password, peer=peer,
                                  user_agent=request.headers.get("user-agent", ""))
     except ApplianceError as exc:

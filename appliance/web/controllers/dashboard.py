@@ -69,8 +69,6 @@ async def new_review_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     use_model = form.get("model") == "on"
 
     def accept() -> reviews.Accepted:
-        if not data.strip():
-            raise ValidationError("paste a diff or choose a .diff / .patch file")
         accepted = reviews.submit_review(services.db, services.settings, data, actor=principal.actor,
                                          source="dashboard", title=fields["title"],
                                          repository=fields["repository"], use_model=use_model)
@@ -122,8 +120,12 @@ async def review_page(request: Request[Any, Any, Any], review_id: FromPath[int],
     chosen_source = source if source in ("rule", "model") else ""
     shown = [f for f in review["findings"]
              if Severity(f["severity"]).weight >= minimum and (not chosen_source or f["source"] == chosen_source)]
-    text = await blocking(reviews.review_diff_text, services.db, review_id)
-    files, truncated = await blocking(_diff_view, text, shown)
+    # The page refreshes every 3 s while the review is queued or running; the diff is drawn once it is done.
+    files: list[dict[str, Any]] = []
+    truncated = False
+    if review["status"] == "done":
+        text = await blocking(reviews.review_diff_text, services.db, review_id)
+        files, truncated = await blocking(_diff_view, text, shown)
     return Template(template_name="reviews/detail.html", context=page_context(
         request, review=review, findings=shown, files=files, truncated=truncated, severities=_SEVERITIES,
         severity=severity if severity in _SEVERITIES else "", source=chosen_source,
