@@ -137,7 +137,8 @@ def parse_diff(text: str, *, decoding_replaced: bool = False) -> ParsedDiff:
                 )
                 entry.hunks.append(Hunk(
                     new_start=hunk.target_start, new_length=hunk.target_length,
-                    header=hunk.section_header or "", lines=lines))
+                    header=hunk.section_header or "", lines=lines,
+                    old_start=hunk.source_start, old_length=hunk.source_length))
             if not entry.added_lines:
                 entry.skipped = "no added lines"
         files.append(entry)

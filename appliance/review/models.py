@@ -53,6 +53,13 @@ class Hunk:
     header: str
     # (kind, old line or None, new line or None, text); kind is "+", "-" or " ".
     lines: tuple[tuple[str, int | None, int | None, str], ...]
+    old_start: int = 0
+    old_length: int = 0
+
+    @property
+    def range_text(self) -> str:
+        """The hunk's ``@@ -a,b +c,d @@`` line as git prints it."""
+        return f"@@ -{self.old_start},{self.old_length} +{self.new_start},{self.new_length} @@"
 
     @property
     def added(self) -> list[AddedLine]:

@@ -106,7 +106,7 @@ def _diff_view(text: str, findings: list[dict[str, Any]]) -> tuple[list[dict[str
                 lines.append({"kind": kind, "old": old, "new": new, "text": content,
                               "findings": at.get((change.path, new), []) if kind == "+" and new else []})
             rendered += len(lines)
-            entry["hunks"].append({"header": hunk.header, "new_start": hunk.new_start, "lines": lines})
+            entry["hunks"].append({"header": f"{hunk.range_text} {hunk.header}".strip(), "lines": lines})
         files.append(entry)
     return files, truncated
 
