@@ -5,7 +5,8 @@
     python3 build.py test      set up, then lint, type-check, freeze and run the test suite
     python3 build.py bench     set up, then run benchmarks/ and write their figures into README.md
     python3 build.py freeze    set up, then build the frozen `cortex` binary into dist/cortex
-    python3 build.py setup     only the set-up steps (virtualenv, pinned dependencies, model, ./var)
+    python3 build.py packs     set up, then sign every pack in rules/ into dist/packs/<id>-<version>.tar
+    python3 build.py setup     only the set-up steps (virtualenv, pinned dependencies, model, packs, ./var)
 
 Every step is idempotent and keyed on what it depends on, so a second run is quick. Only the standard
 library is used here: this file runs before the virtualenv exists. Network access happens only through
@@ -146,15 +147,68 @@ def ensure_models() -> None:
         marker.write_text(_model_stamp(entry, target))
 
 
-def ensure_var() -> None:
-    run([str(venv_bin("cortex")), "init", "--quiet"], env={"CORTEX_DATA_DIR": str(VAR)})
+KEYS = ROOT / ".keys"
+TRUST = ROOT / "trust"
+PACKS_OUT = DIST / "packs"
+
+
+def cortex(*args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
+    return run([str(venv_bin("cortex")), *args], env={"CORTEX_CONFIG": "", **(env or {})}, check=check)
+
+
+def ensure_dev_trust() -> None:
+    """Without release keys: a development root and pack key, generated once and kept out of git.
+
+    The appliance trusts them only through trust/root.json, which says environment = development; a
+    production bundle ships the release root instead (its keys' paths given on the command line)."""
+    root_key, pack_key = KEYS / "dev-root.pem", KEYS / "dev-pack.pem"
+    for key in (root_key, pack_key):
+        if not key.exists():
+            say(f"creating the development signing key {key.relative_to(ROOT)}")
+            cortex("packs", "keygen", "--out", str(key))
+    root = TRUST / "root.json"
+    if not root.exists():
+        TRUST.mkdir(exist_ok=True)
+        cortex("packs", "root", "init", "--out", str(root), "--root-key", str(root_key), "--pack-key",
+               str(pack_key.with_name(pack_key.name + ".pub")), "--environment", "development")
+        cortex("packs", "root", "sign", str(root), "--key", str(root_key))
+
+
+def build_packs(keys: list[Path]) -> list[Path]:
+    """Sign every pack under rules/ into dist/packs, rebuilding only those whose files or keys changed."""
+    built = []
+    for folder in sorted(p for p in (ROOT / "rules").iterdir() if (p / "pack.toml").is_file()):
+        meta = tomllib.loads((folder / "pack.toml").read_text())
+        target = PACKS_OUT / f"{meta['id']}-{meta['version']}.tar"
+        want = digest_files([p for p in folder.rglob("*") if p.is_file()],
+                            "|".join(sorted(str(k.resolve()) for k in keys)))
+        stamp = CACHE / f"pack-{meta['id']}.stamp"
+        if not (target.exists() and stamp.exists() and stamp.read_text() == want):
+            args = ["packs", "build", str(folder), "--out", str(target)]
+            for key in keys:
+                args += ["--key", str(key)]
+            cortex(*args)
+            CACHE.mkdir(exist_ok=True)
+            stamp.write_text(want)
+        built.append(target)
+    return built
+
+
+def ensure_var(packs: list[Path]) -> None:
+    env = {"CORTEX_DATA_DIR": str(VAR)}
+    cortex("init", "--quiet", env=env)
+    # The same path an operator uses for packs from USB media; an unchanged pack is a no-op.
+    if cortex("packs", "import", *map(str, packs), env=env, check=False) != 0:
+        say("some packs were refused (see above): the appliance runs with the packs that were accepted")
 
 
 def setup() -> None:
     ensure_python()
     ensure_venv()
     ensure_models()
-    ensure_var()
+    ensure_dev_trust()
+    packs = build_packs([KEYS / "dev-pack.pem"])
+    ensure_var(packs)
 
 
 # --- freezing ------------------------------------------------------------------------------------
@@ -166,8 +220,8 @@ def freeze() -> Path:
     """Build dist/cortex with PyInstaller unless the sources it is built from are unchanged."""
     sources = [p for p in (ROOT / "appliance").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     sources += [ROOT / "pyproject.toml", ROOT / "constraints.txt", ROOT / "build.py"]
-    # Everything the binary carries: the manual, the rule packs and the model manifest.
-    for folder in ("offline-docs", "rules"):
+    # Everything the binary carries: the manual, the trust root and the model manifest.
+    for folder in ("offline-docs", "trust"):
         sources += [p for p in (ROOT / folder).rglob("*") if p.is_file()]
     sources.append(MODELS / "manifest.toml")
     want = digest_files(sources)
@@ -186,7 +240,7 @@ def freeze() -> Path:
         "--collect-submodules", "litestar",
         "--copy-metadata", "litestar",
         "--add-data", f"{ROOT / 'offline-docs'}:offline-docs",
-        "--add-data", f"{ROOT / 'rules'}:rules",
+        "--add-data", f"{TRUST}:trust",
         "--add-data", f"{MODELS / 'manifest.toml'}:models",
     ]
     for grammar in ("tree_sitter", "tree_sitter_python", "tree_sitter_java", "tree_sitter_javascript",
@@ -242,6 +296,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
     run([str(venv_bin("python")), "benchmarks/run.py", *args.rest])
 
 
+def cmd_packs(args: argparse.Namespace) -> None:
+    """Sign the packs; with --key (repeatable) the release keys sign instead of the development key."""
+    ensure_python()
+    ensure_venv()
+    keys = [Path(k).resolve() for k in args.key] if args.key else None
+    if keys is None:
+        ensure_dev_trust()
+    for path in build_packs(keys or [KEYS / "dev-pack.pem"]):
+        say(f"signed pack: {path.relative_to(ROOT)}")
+
+
 def cmd_freeze(_: argparse.Namespace) -> None:
     setup()
     path = freeze()
@@ -258,11 +323,14 @@ def main() -> None:
         ("test", cmd_test, "set up, then ruff, mypy, import-linter, freeze and pytest (extra arguments go to pytest)"),
         ("bench", cmd_bench, "set up, then run the benchmarks and update README.md"),
         ("freeze", cmd_freeze, "set up, then build the frozen cortex binary"),
+        ("packs", cmd_packs, "sign every pack in rules/ into dist/packs (development key unless --key is given)"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=func)
         if name == "test":
             p.add_argument("--quick", action="store_true", help="skip lint, type checks and freezing")
+        if name == "packs":
+            p.add_argument("--key", action="append", default=[], help="a release signing key (repeatable)")
         p.add_argument("rest", nargs=argparse.REMAINDER, help="passed through")
     args = parser.parse_args()
     if args.rest and args.rest[0] == "--":

@@ -66,9 +66,12 @@ class Settings:
     model_max_chunks: int = _setting(
         24, "Most diff chunks the model reviews per review; the rest is reviewed by rules only and the "
         "review says how many chunks were skipped.")
-    rules_dir: Path = _setting(
-        None, "Directory whose sub-folders are rule packs (each with pack.toml).",
-        factory=lambda: resource_root() / "rules")
+    trust_root: Path = _setting(
+        None, "The trust root the appliance starts from (which keys may sign rule packs, and which may rotate "
+        "them). Installed into the database on first use; later roots come only through `cortex packs trust "
+        "update`.", factory=lambda: resource_root() / "trust" / "root.json")
+    pack_channel: str = _setting("stable", "The rule-pack channel this appliance takes; a pack for another "
+                                 "channel is refused.")
     max_diff_bytes: int = _setting(5 * 1024 * 1024, "Largest diff accepted for review, in bytes (413 above).")
     session_idle_minutes: int = _setting(60, "A dashboard session ends after this many minutes without use.")
     session_max_hours: int = _setting(12, "A dashboard session ends this many hours after sign-in, used or not.")
@@ -238,7 +241,7 @@ def load_settings_with_sources(
     settings = _validate(settings.replace(
         data_dir=settings.data_dir.resolve(),
         models_dir=settings.models_dir.resolve(),
-        rules_dir=settings.rules_dir.resolve(),
+        trust_root=settings.trust_root.resolve(),
     ))
     return LoadedSettings(settings, sources, sorted(unknown_environment))
 

@@ -3,6 +3,7 @@ server processes on 127.0.0.1 (see support.py)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,41 @@ from appliance.inference import ModelRuntime
 from appliance.store import Database
 from appliance.tasks.services import Services, open_database
 from appliance.web import create_app
-from tests.support import ADMIN_PASSWORD, ServerProcess, make_settings
+from appliance.packs import import_pack
+from tests.support import ADMIN_PASSWORD, TEST_TRUST, ServerProcess, Trust, make_settings, make_trust
+
+
+@pytest.fixture(scope="session")
+def test_trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
+    """A test publisher's keys and root, and every pack in rules/ signed with its pack key."""
+    trust = make_trust(tmp_path_factory.mktemp("trust"))
+    TEST_TRUST["root"] = trust.root
+    return trust
+
+
+@pytest.fixture(scope="session")
+def seeded_template(test_trust: Trust, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with every pack imported through the real importer, copied by each test."""
+    template = tmp_path_factory.mktemp("seeded") / "data"
+    template_settings = make_settings(template)
+    database = open_database(template_settings)
+    for tar in test_trust.packs.values():
+        import_pack(database, template_settings, tar, actor=Actor.system())
+    database.close()
+    return template
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def data_dir(seeded_template: Path, tmp_path: Path) -> Path:
+    """A fresh data directory with the signed packs already active."""
+    target = tmp_path / "data"
+    shutil.copytree(seeded_template, target)
+    return target
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return make_settings(data_dir)
 
 
 @pytest.fixture
@@ -33,7 +63,7 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def model_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelRuntime]:
+def model_runtime(tmp_path_factory: pytest.TempPathFactory, test_trust: Trust) -> Iterator[ModelRuntime]:
     """The real default model, loaded once for the session."""
     model_settings = make_settings(tmp_path_factory.mktemp("model") / "data", model_enabled=True)
     database = open_database(model_settings)
@@ -72,11 +102,11 @@ def client(settings: Settings, db: Database) -> Iterator[TestClient[Any]]:
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
+def server_factory(data_dir: Path) -> Iterator[Any]:
     started: list[ServerProcess] = []
 
-    def make(data_dir: Path | None = None, **kwargs: Any) -> ServerProcess:
-        server = ServerProcess(data_dir or tmp_path / "data", **kwargs)
+    def make(data_dir_arg: Path | None = None, **kwargs: Any) -> ServerProcess:
+        server = ServerProcess(data_dir_arg or data_dir, **kwargs)
         started.append(server)
         return server
 

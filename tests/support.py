@@ -2,31 +2,97 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from litestar.testing import TestClient
 
+from appliance import clock
 from appliance.config import Settings, load_settings
+from appliance.errors import PackError
+from appliance.packs import load_pack
+from appliance.packs.keys import generate_key, load_private_key, load_public_key
+from appliance.packs.manifest import build_tar, sign_folder, stamp_pack_toml
+from appliance.packs.trust import make_root, sign_document
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "correct-horse-battery-staple"
 
 
+# The trust root the tests sign packs for (made once per session by conftest's `test_trust`).
+TEST_TRUST: dict[str, Path] = {}
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings from defaults only (no /etc file, no CORTEX_* environment), plus overrides."""
     values: dict[str, Any] = {"workers": 0, "model_enabled": False, "job_lease_seconds": 30}
+    if "root" in TEST_TRUST:
+        values["trust_root"] = TEST_TRUST["root"]
     values.update(overrides)
     return load_settings({"CORTEX_CONFIG": ""}, data_dir=data_dir, **values)
+
+
+@dataclass(frozen=True)
+class Trust:
+    """A test publisher: root and pack keys, the root document, and signed tars of every pack in rules/."""
+
+    dir: Path
+    root_key: Path
+    pack_key: Path
+    root: Path
+    packs: dict[str, Path]
+
+
+def pack_folders() -> list[Path]:
+    return sorted(p for p in (ROOT / "rules").iterdir() if (p / "pack.toml").is_file())
+
+
+def make_trust(base: Path) -> Trust:
+    base.mkdir(parents=True, exist_ok=True)
+    root_key, pack_key = base / "root.pem", base / "pack.pem"
+    generate_key(root_key)
+    generate_key(pack_key)
+    root = make_root(version=1, environment="development", expires=clock.now() + timedelta(days=3650),
+                     root_keys=[load_public_key(root_key)], root_threshold=1,
+                     pack_keys=[load_public_key(pack_key)], pack_threshold=1)
+    signatures = sign_document(root.signed, [], load_private_key(root_key))
+    (base / "root.json").write_text(json.dumps({"signed": root.signed, "signatures": signatures}))
+    packs = {}
+    for folder in pack_folders():
+        try:
+            load_pack(folder)
+        except PackError:
+            continue  # tests/packs/test_packs.py fails on it, once, with the reason
+        built = signed_pack(folder, base / "build" / folder.name, [pack_key])
+        packs[folder.name] = build_tar(built, base / "dist" / f"{folder.name}.tar")
+    return Trust(base, root_key, pack_key, base / "root.json", packs)
+
+
+def signed_pack(source: Path, staging: Path, keys: list[Path], *, issued: datetime | None = None,
+                valid: timedelta = timedelta(days=365), edit: Any = None) -> Path:
+    """Copy a pack folder, let ``edit(folder)`` change it, stamp its dates and sign it with each key."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("manifest.json", "__pycache__"))
+    if edit is not None:
+        edit(staging)
+    stamp_pack_toml(staging, issued=(issued or clock.now()).replace(microsecond=0), valid_for=valid)
+    for key in keys:
+        sign_folder(staging, load_private_key(key))
+    return staging
 
 
 def git(repo: Path, *args: str) -> str:
@@ -89,7 +155,8 @@ class ServerProcess:
         self.command = command or [sys.executable, "-m", "appliance"]
         self.env = {**os.environ, "CORTEX_DATA_DIR": str(data_dir), "CORTEX_PORT": str(self.port),
                     "CORTEX_HOST": "127.0.0.1", "CORTEX_WORKERS": str(workers), "CORTEX_JOB_LEASE_SECONDS": "30",
-                    "CORTEX_CONFIG": "", **(env or {})}
+                    "CORTEX_CONFIG": "", **({"CORTEX_TRUST_ROOT": str(TEST_TRUST["root"])} if TEST_TRUST else {}),
+                    **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 

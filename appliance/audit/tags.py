@@ -43,6 +43,18 @@ class AuditTag(StrEnum):
     # Rule packs
     PACKS_PACK_LOADED = "packs:pack:loaded"
     PACKS_PACK_REFUSED = "packs:pack:refused"
+    PACKS_PACK_IMPORTED = "packs:pack:imported"
+    PACKS_PACK_ACTIVATED = "packs:pack:activated"
+    PACKS_PACK_DOWNGRADED = "packs:pack:downgraded"
+    PACKS_PACK_UNCHANGED = "packs:pack:unchanged"
+    PACKS_PACK_RENEWED = "packs:pack:renewed"
+    PACKS_ROOT_INSTALLED = "packs:root:installed"
+    PACKS_ROOT_UPDATED = "packs:root:updated"
+    PACKS_ROOT_REFUSED = "packs:root:refused"
+    PACKS_SELECTION_CHANGED = "packs:selection:changed"
+    # Findings and compliance reports
+    REVIEW_FINDING_TRIAGED = "review:finding:triaged"
+    REPORTS_COMPLIANCE_EXPORTED = "reports:compliance:exported"
     # The appliance itself
     SYSTEM_DATABASE_MIGRATED = "system:database:migrated"
     SYSTEM_SERVICE_STARTED = "system:service:started"

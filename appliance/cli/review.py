@@ -40,7 +40,7 @@ def _run(ctx: Context, data: bytes, *, source: str, title: str, repository: str,
         if use_model:
             services.load_model()
         outcome = reviews.run_review_job(services.db, settings, accepted.job_id, owner=current_owner(),
-                                         ruleset=services.ruleset, runtime=services.runtime)
+                                         ruleset=services.catalog, runtime=services.runtime)
         while outcome == "held":
             # A running appliance's worker took the job first: wait for its result.
             time.sleep(0.5)

@@ -83,7 +83,9 @@ def list_models(db: Database, settings: Settings) -> list[ModelEntry]:
         rows = tx.query("SELECT * FROM models ORDER BY added_at")
     for row in rows:
         entries.append(ModelEntry(
-            id=row["id"], name=row["name"], file=Path(row["file"]), sha256=row["sha256"], size=row["size"],
+            # Site models live in the data directory and are recorded relative to it.
+            id=row["id"], name=row["name"], file=settings.data_dir / row["file"], sha256=row["sha256"],
+            size=row["size"],
             license=row["license"], context=row["context"], chat_template=row["chat_template"],
             plumbing=False, origin="site"))
     return entries
@@ -165,7 +167,8 @@ def add_model(
             chat_template="gguf" if meta.get("tokenizer.chat_template") else None, plumbing=False, origin="site")
         with db.write() as tx:
             tx.insert("models", {
-                "id": entry.id, "name": entry.name, "file": str(target), "sha256": entry.sha256,
+                "id": entry.id, "name": entry.name, "file": target.relative_to(settings.data_dir).as_posix(),
+                "sha256": entry.sha256,
                 "size": entry.size, "license": entry.license, "context": entry.context,
                 "chat_template": entry.chat_template, "added_by": actor.name, "added_at": clock.now_iso()})
             record_event(tx, AuditTag.MODELS_MODEL_ADDED, actor, target=f"model:{entry.id}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ __all__ = ["discover_packs", "load_pack", "pack_digest"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,80}$")
-_PACK_KEYS = {"id", "version", "display_version", "name", "description", "publisher", "frameworks"}
+_PACK_KEYS = {"id", "version", "display_version", "name", "description", "publisher", "frameworks", "product",
+              "channel", "min_appliance_version", "issued", "expires"}
+_VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 _RULE_KEYS = {"id", "title", "severity", "message", "fix", "cwe", "languages", "pattern", "pattern_not", "query",
               "validator", "redact", "paths_include", "paths_exclude", "controls", "example"}
 _EXAMPLE_KEYS = {"file", "code", "expect", "line"}
@@ -63,7 +66,22 @@ def _str_list(value: Any, what: str, where: str, pack_id: str, rule_id: str | No
     return tuple(value)
 
 
-def _load_rule(raw: dict[str, Any], pack_id: str, where: str) -> RuleSpec:
+def _controls(raw: Any, frameworks: tuple[str, ...], where: str, pack_id: str,
+              rule_id: str) -> tuple[tuple[str, str], ...]:
+    """``controls = { "PCI DSS v4.0" = ["3.5.1"], CWE = ["CWE-798"] }``: every framework is one the pack
+    declares, so compliance reports can group findings by framework and control."""
+    _expect(raw, dict, "controls (a table of framework = [control ids])", where, pack_id, rule_id)
+    pairs: list[tuple[str, str]] = []
+    for framework, ids in raw.items():
+        if framework not in frameworks:
+            raise PackError(f"{where}: controls name the framework {framework!r}, which pack.toml's frameworks "
+                            f"({', '.join(frameworks) or 'none'}) does not list", pack_id=pack_id, rule_id=rule_id)
+        for control in _str_list(ids, f"controls.{framework}", where, pack_id, rule_id):
+            pairs.append((framework, control))
+    return tuple(pairs)
+
+
+def _load_rule(raw: dict[str, Any], pack_id: str, where: str, frameworks: tuple[str, ...]) -> RuleSpec:
     rule_id = raw.get("id")
     if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
         raise PackError(f"{where}: a rule needs an id of letters, digits, '.', '_' or '-' (got {rule_id!r})",
@@ -139,7 +157,7 @@ def _load_rule(raw: dict[str, Any], pack_id: str, where: str) -> RuleSpec:
         redact=bool(_expect(raw.get("redact", False), bool, "redact", where, pack_id, rule_id)),
         paths_include=_str_list(raw.get("paths_include", []), "paths_include", where, pack_id, rule_id),
         paths_exclude=_str_list(raw.get("paths_exclude", []), "paths_exclude", where, pack_id, rule_id),
-        controls=_str_list(raw.get("controls", []), "controls", where, pack_id, rule_id),
+        controls=_controls(raw.get("controls", {}), frameworks, where, pack_id, rule_id),
         examples=tuple(examples),
     )
 
@@ -162,6 +180,20 @@ def load_pack(folder: Path) -> PackSpec:
     if unknown:
         raise PackError(f"{manifest}: unknown field(s) {', '.join(sorted(unknown))}", pack_id=pack_id)
     version = _expect(meta.get("version"), int, "version (an integer that only goes up)", str(manifest), pack_id)
+    if version < 1:
+        raise PackError(f"{manifest}: version must be 1 or more, got {version}", pack_id=pack_id)
+    frameworks = _str_list(meta.get("frameworks", []), "frameworks", str(manifest), pack_id)
+    minimum = _expect(meta.get("min_appliance_version", "0.0.0"), str, "min_appliance_version", str(manifest),
+                      pack_id)
+    if not _VERSION.match(minimum):
+        raise PackError(f"{manifest}: min_appliance_version must look like 1.2.3, got {minimum!r}", pack_id=pack_id)
+    stamps: dict[str, datetime | None] = {}
+    for key in ("issued", "expires"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+            raise PackError(f"{manifest}: {key} must be a TOML date-time with a time zone, e.g. "
+                            f"2026-11-24T00:00:00Z, got {value!r}", pack_id=pack_id)
+        stamps[key] = value
     rules: list[RuleSpec] = []
     rule_files = sorted((folder / "rules").glob("*.toml")) if (folder / "rules").is_dir() else []
     if not rule_files:
@@ -178,7 +210,7 @@ def load_pack(folder: Path) -> PackSpec:
             raise PackError(f"{path}: rules are written as [[rule]] tables (an array of tables), not [rule]",
                             pack_id=pack_id)
         for raw in data["rule"]:
-            rules.append(_load_rule(raw, pack_id, str(path.relative_to(folder.parent))))
+            rules.append(_load_rule(raw, pack_id, str(path.relative_to(folder.parent)), frameworks))
     return PackSpec(
         id=pack_id,
         version=version,
@@ -186,7 +218,12 @@ def load_pack(folder: Path) -> PackSpec:
         name=_expect(meta.get("name", pack_id), str, "name", str(manifest), pack_id),
         description=_expect(meta.get("description", ""), str, "description", str(manifest), pack_id).strip(),
         publisher=_expect(meta.get("publisher", ""), str, "publisher", str(manifest), pack_id),
-        frameworks=_str_list(meta.get("frameworks", []), "frameworks", str(manifest), pack_id),
+        frameworks=frameworks,
+        product=_expect(meta.get("product", "cortex-code-appliance"), str, "product", str(manifest), pack_id),
+        channel=_expect(meta.get("channel", "stable"), str, "channel", str(manifest), pack_id),
+        min_appliance_version=minimum,
+        issued=stamps["issued"],
+        expires=stamps["expires"],
         rules=tuple(rules),
         digest=pack_digest(folder),
         path=folder,

@@ -1,44 +1,135 @@
-"""The packs the appliance reviews with: discovered, compiled, and every refusal recorded.
+"""The active rule packs of this process: loaded from the folders signed imports activated, checked
+against their signed manifests, compiled, and reloaded when another process changes them.
 
-Signed import, trust roots and per-repository selection come with the signed-packs issue; today the
-active packs are the folders under ``settings.rules_dir``.
+Only packs that came through :func:`appliance.packs.importer.import_pack` are ever active: an edited file
+under ``<data_dir>/packs`` no longer matches its manifest and the pack is refused (and audited) at load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from pathlib import Path
+from typing import Any
 
 from appliance.audit import Actor, AuditTag, record_event
 from appliance.config import Settings
 from appliance.errors import PackError
-from appliance.packs.loader import discover_packs
+from appliance.packs import repo
+from appliance.packs.loader import load_pack
+from appliance.packs.manifest import read_folder_manifest
+from appliance.packs.selection import resolve_selection
 from appliance.review.engine import RuleSet
+from appliance.review.ruleset import PackSpec
 from appliance.store import Database
 
-__all__ = ["load_ruleset"]
+__all__ = ["PackCatalog", "load_active_packs", "load_ruleset"]
 
 log = logging.getLogger(__name__)
 
 
-def load_ruleset(settings: Settings, db: Database | None = None, *, actor: Actor | None = None) -> RuleSet:
-    """Load and compile the packs under ``settings.rules_dir``.
+def _check_files(folder: Path) -> None:
+    """The activated folder still matches its signed manifest, file for file."""
+    manifest = read_folder_manifest(folder)
+    if manifest is None:
+        raise PackError(f"{folder} has lost its manifest")
+    listed = {entry.path for entry in manifest.files}
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+    extra = sorted(present - listed - {"manifest.json"})
+    if extra:
+        raise PackError(f"{folder} holds {extra[0]!r}, which its signed manifest does not list")
+    for entry in manifest.files:
+        path = folder / entry.path
+        if path.is_symlink() or not path.is_file():
+            raise PackError(f"{entry.path!r} is missing from {folder}")
+        data = path.read_bytes()
+        if len(data) != entry.length or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise PackError(f"{entry.path!r} in {folder} no longer matches its signed manifest (changed on disk)")
 
-    A pack that is malformed or does not compile is refused (logged, and audited when ``db`` is given);
-    the others are active. With ``db``, each active pack's load is audited too.
-    """
-    packs, load_errors = discover_packs(settings.rules_dir)
+
+def load_active_packs(db: Database, settings: Settings) -> tuple[list[PackSpec], list[PackError]]:
+    with db.read() as tx:
+        rows = repo.active_packs(tx)
+    packs: list[PackSpec] = []
+    errors: list[PackError] = []
+    for row in rows:
+        folder = settings.data_dir / row["path"]
+        try:
+            _check_files(folder)
+            pack = load_pack(folder)
+        except PackError as exc:
+            errors.append(PackError(f"active pack {row['id']} {row['display_version']} refused at load: {exc.message}",
+                                    pack_id=row["id"]))
+            continue
+        except Exception as exc:  # a pack must never stop the appliance: refuse it and go on
+            errors.append(PackError(f"active pack {row['id']} could not be read ({exc!r})", pack_id=row["id"]))
+            continue
+        packs.append(pack)
+    return packs, errors
+
+
+def load_ruleset(db: Database, settings: Settings, *, actor: Actor | None = None, audit: bool = True) -> RuleSet:
+    """Every active pack, compiled. Refusals are logged and (with ``audit``) recorded."""
+    packs, load_errors = load_active_packs(db, settings)
     ruleset = RuleSet.compile(packs)
-    refused: list[PackError] = [*load_errors, *ruleset.refused]
-    ruleset.refused = refused
-    for error in refused:
+    ruleset.refused = [*load_errors, *ruleset.refused]
+    for error in ruleset.refused:
         log.error("rule pack refused: %s", error.message)
-    if db is not None:
+    if audit:
         who = actor or Actor.system()
         with db.write() as tx:
-            for error in refused:
+            for error in ruleset.refused:
                 record_event(tx, AuditTag.PACKS_PACK_REFUSED, who, target=f"pack:{error.pack_id or '?'}",
                              outcome="failure", details={"rule": error.rule_id, "reason": error.message})
             for pack in ruleset.packs:
-                record_event(tx, AuditTag.PACKS_PACK_LOADED, who, target=f"pack:{pack.id}",
-                             details=pack.provenance())
+                record_event(tx, AuditTag.PACKS_PACK_LOADED, who, target=f"pack:{pack.id}", details=pack.provenance())
     return ruleset
+
+
+class PackCatalog:
+    """This process's view of the active packs and selections; reloads when their generation changes
+    (an import or a selection change in any process bumps it)."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._lock = threading.Lock()
+        self._generation: str | None = None
+        self._all: RuleSet | None = None
+        self._selected: dict[str, RuleSet] = {}
+
+    def _current(self) -> RuleSet:
+        with self.db.read() as tx:
+            generation = repo.get_state(tx, repo.GENERATION, "0")
+        with self._lock:
+            if self._all is None or generation != self._generation:
+                self._all = load_ruleset(self.db, self.settings)
+                self._generation = generation
+                self._selected = {}
+            return self._all
+
+    @property
+    def ruleset(self) -> RuleSet:
+        """All active packs."""
+        return self._current()
+
+    def for_repository(self, repository: str) -> RuleSet:
+        """The packs selected for ``repository`` (its own selection, else the default, else all active)."""
+        everything = self._current()
+        with self.db.read() as tx:
+            selection = resolve_selection(tx, repository)
+        key = repr(sorted(selection.items(), key=lambda kv: kv[0]))
+        with self._lock:
+            if key not in self._selected:
+                if selection["packs"] is None:
+                    chosen = RuleSet(everything.packs, everything.rules, everything.refused,
+                                     strict=selection["strict"], selection=selection)
+                else:
+                    chosen = everything.select(selection["packs"], strict=selection["strict"], selection=selection)
+                self._selected[key] = chosen
+            return self._selected[key]
+
+    def describe(self) -> dict[str, Any]:
+        ruleset = self._current()
+        return {"active": [p.provenance() for p in ruleset.packs], "refused": [e.message for e in ruleset.refused]}

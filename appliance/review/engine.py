@@ -21,7 +21,7 @@ from tree_sitter import Query, QueryCursor, QueryError
 
 from appliance.errors import PackError
 from appliance.review.languages import STRUCTURAL_LANGUAGES
-from appliance.review.models import FileChange, Finding, ParsedDiff, Source
+from appliance.review.models import FileChange, Finding, ParsedDiff, Severity, Source
 from appliance.review.ruleset import VALIDATORS, PackSpec, RuleSpec
 from appliance.review.structure import grammar, new_side_source, parser_for
 from appliance.review.validators import VALIDATOR_FUNCTIONS
@@ -29,6 +29,8 @@ from appliance.review.validators import VALIDATOR_FUNCTIONS
 __all__ = ["RuleSet", "compile_pack", "fingerprint"]
 
 _SNIPPET_CHARS = 240
+_STRICTER = {Severity.INFO: Severity.LOW, Severity.LOW: Severity.MEDIUM, Severity.MEDIUM: Severity.HIGH,
+             Severity.HIGH: Severity.CRITICAL}
 # Bounds on one file's structural matching, so a hostile query cannot run away on a large file.
 _MATCH_LIMIT = 4096
 
@@ -128,10 +130,14 @@ def compile_pack(pack: PackSpec) -> list[CompiledRule]:
 class RuleSet:
     """The compiled, active rules of one or more packs, ready to match diffs. Safe to share between threads."""
 
-    def __init__(self, packs: list[PackSpec], rules: list[CompiledRule], refused: list[PackError]) -> None:
+    def __init__(self, packs: list[PackSpec], rules: list[CompiledRule], refused: list[PackError], *,
+                 strict: bool = False, selection: dict[str, Any] | None = None) -> None:
         self.packs = packs
         self.rules = rules
         self.refused = refused
+        # Strict severities (the government template): every finding one level more severe.
+        self.strict = strict
+        self.selection = selection or {"scope": "all"}
         self._pattern_rules = [r for r in rules if r.regex is not None and not r.spec.queries]
         self._prefilter: Any | None = None
         if self._pattern_rules:
@@ -179,8 +185,17 @@ class RuleSet:
 
     def only(self, pack_id: str) -> RuleSet:
         """The subset of this rule set that belongs to one pack."""
-        pack = [p for p in self.packs if p.id == pack_id]
-        return RuleSet(pack, [r for r in self.rules if r.pack.id == pack_id], [])
+        return self.select([pack_id])
+
+    def select(self, pack_ids: list[str], *, strict: bool = False, selection: dict[str, Any] | None = None) -> RuleSet:
+        """The packs named (in this rule set's order), optionally with strict severities."""
+        wanted = set(pack_ids)
+        return RuleSet([p for p in self.packs if p.id in wanted], [r for r in self.rules if r.pack.id in wanted],
+                       list(self.refused), strict=strict, selection=selection)
+
+    def for_repository(self, repository: str) -> RuleSet:
+        """A fixed rule set serves every repository (the catalog of active packs selects per repository)."""
+        return self
 
     def provenance(self) -> list[dict[str, object]]:
         return [p.provenance() for p in self.packs]
@@ -212,12 +227,13 @@ class RuleSet:
         if rule.spec.redact and value:
             snippet = snippet.replace(value, value[:4] + "…(redacted)")
         spec = rule.spec
+        severity = _STRICTER.get(spec.severity, spec.severity) if self.strict else spec.severity
         found[key] = Finding(
-            source=Source.RULE, rule_id=spec.id, path=change.path, line=line, severity=spec.severity,
+            source=Source.RULE, rule_id=spec.id, path=change.path, line=line, severity=severity,
             title=spec.title, message=spec.message, cwe=spec.cwe, fix=spec.fix or None,
             snippet=snippet[:_SNIPPET_CHARS], pack_id=rule.pack.id, pack_version=rule.pack.display_version,
             fingerprint=fingerprint(spec.id, change.path, text),
-            extra={"controls": list(spec.controls)} if spec.controls else {})
+            extra={"controls": [f"{framework}|{control}" for framework, control in spec.controls]})
 
     def _accept(self, rule: CompiledRule, line_text: str, match: Any) -> str | None:
         """The matched value when ``match`` is a finding, else None."""

@@ -92,6 +92,7 @@ def analyse(data: bytes, ruleset: RuleSet, runtime: ModelRuntime | None, setting
     provenance = {
         "engine": {"name": ENGINE_NAME, "version": __version__},
         "packs": ruleset.provenance(),
+        "selection": {k: v for k, v in ruleset.selection.items() if k != "packs"},
         "packs_refused": [{"pack": e.pack_id, "rule": e.rule_id, "reason": e.message} for e in ruleset.refused],
         "model": model_info,
         "model_review": {"status": model.status, "note": model.note, **model.stats()},

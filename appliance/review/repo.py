@@ -36,8 +36,13 @@ def load_review(tx: Transaction, review_id: int) -> dict[str, Any] | None:
         "SELECT path, old_path, change, language, added, removed, skipped FROM review_files "
         "WHERE review_id = ? ORDER BY position", (review_id,))
     review["findings"] = tx.query(
-        "SELECT id, rank, source, rule_id, pack_id, pack_version, path, line, severity, cwe, title, message, fix, "
-        "snippet, fingerprint FROM findings WHERE review_id = ? ORDER BY rank", (review_id,))
+        "SELECT f.id, f.rank, f.source, f.rule_id, f.pack_id, f.pack_version, f.path, f.line, f.severity, f.cwe, "
+        "f.title, f.message, f.fix, f.snippet, f.fingerprint, f.controls, COALESCE(s.status, 'open') AS status, "
+        "s.reason AS status_reason FROM findings f LEFT JOIN finding_states s "
+        "ON s.repository = ? AND s.fingerprint = f.fingerprint WHERE f.review_id = ? ORDER BY f.rank",
+        (review["repository"], review_id))
+    for finding in review["findings"]:
+        finding["controls"] = json.loads(finding["controls"])
     return review
 
 
@@ -79,6 +84,7 @@ def insert_results(tx: Transaction, review_id: int, files: list[FileChange], fin
          for i, f in enumerate(files)])
     tx.executemany(
         "INSERT INTO findings (review_id, rank, source, rule_id, pack_id, pack_version, path, line, severity, cwe, "
-        "title, message, fix, snippet, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "title, message, fix, snippet, fingerprint, controls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(review_id, rank, str(f.source), f.rule_id, f.pack_id, f.pack_version, f.path, f.line, str(f.severity),
-          f.cwe, f.title, f.message, f.fix, f.snippet, f.fingerprint) for rank, f in enumerate(findings, 1)])
+          f.cwe, f.title, f.message, f.fix, f.snippet, f.fingerprint, json.dumps(f.extra.get("controls", [])))
+         for rank, f in enumerate(findings, 1)])

@@ -6,6 +6,7 @@ The file format is documented in offline-docs/rule-packs.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from appliance.review.models import Severity
@@ -43,7 +44,8 @@ class RuleSpec:
     redact: bool = False
     paths_include: tuple[str, ...] = ()
     paths_exclude: tuple[str, ...] = ()
-    controls: tuple[str, ...] = ()
+    # (framework, control id) pairs, e.g. ("PCI DSS v4.0", "3.5.1"); frameworks are the pack's.
+    controls: tuple[tuple[str, str], ...] = ()
     examples: tuple[ExampleSpec, ...] = ()
 
     @property
@@ -61,6 +63,11 @@ class PackSpec:
     publisher: str
     rules: tuple[RuleSpec, ...]
     frameworks: tuple[str, ...] = ()
+    product: str = "cortex-code-appliance"
+    channel: str = "stable"
+    min_appliance_version: str = "0.0.0"
+    issued: datetime | None = None
+    expires: datetime | None = None
     digest: str = ""  # sha256 over the pack's files, for provenance
     path: Path | None = None
 

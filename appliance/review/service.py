@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from appliance import clock
 from appliance.audit import Actor, AuditTag, record_event
@@ -131,7 +131,13 @@ def _store_outcome(db: Database, review_id: int, job_id: int, owner: str, outcom
     return True
 
 
-def run_review_job(db: Database, settings: Settings, job_id: int, *, owner: str, ruleset: RuleSet,
+class RuleSetSource(Protocol):
+    """Gives the rule set for a repository: a fixed :class:`RuleSet`, or the catalog of active packs."""
+
+    def for_repository(self, repository: str) -> RuleSet: ...
+
+
+def run_review_job(db: Database, settings: Settings, job_id: int, *, owner: str, ruleset: RuleSetSource,
                    runtime: ModelRuntime | None) -> str:
     """Claim, run and store one review job. Returns what happened: done, failed, released (handed back
     after a transient failure), finished, held, exhausted or superseded (another worker took the job over
@@ -151,12 +157,13 @@ def run_review_job(db: Database, settings: Settings, job_id: int, *, owner: str,
     review_id = claim.job.ref_id
     try:
         with db.read() as tx:
-            row = tx.one("SELECT use_model FROM reviews WHERE id = ?", (review_id,))
+            row = tx.one("SELECT use_model, repository FROM reviews WHERE id = ?", (review_id,))
             data = repo.submission_bytes(tx, review_id)
         if row is None or data is None:
             raise NotFoundError(f"review {review_id} of job {job_id} has no stored submission")
         with keep_lease(db, job_id, owner, settings.job_lease_seconds):
-            outcome = analyse(data, ruleset, runtime, settings, use_model=bool(row["use_model"]))
+            rules = ruleset.for_repository(row["repository"])
+            outcome = analyse(data, rules, runtime, settings, use_model=bool(row["use_model"]))
         return "done" if _store_outcome(db, review_id, job_id, owner, outcome) else "superseded"
     except (StoreError, ModelClosedError) as exc:
         # Transient: the disk, a lock, or the service stopping. Hand the job back for another attempt;

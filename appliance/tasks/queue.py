@@ -22,9 +22,8 @@ from huey.serializer import Serializer
 from appliance.config import Settings
 from appliance.inference import ModelRuntime
 from appliance.jobs import current_owner, get_job, reconcile
-from appliance.review.engine import RuleSet
 from appliance.review.service import JOB_KIND as REVIEW_JOB
-from appliance.review.service import run_review_job
+from appliance.review.service import RuleSetSource, run_review_job
 from appliance.store import Database
 
 __all__ = ["JSONSerializer", "JobQueue"]
@@ -79,11 +78,12 @@ class _EmbeddedConsumer(Consumer):
 class JobQueue:
     """The queue, its tasks and (when started) its consumer threads, for one process."""
 
-    def __init__(self, settings: Settings, db: Database, ruleset_ref: Any, runtime: ModelRuntime | None) -> None:
-        """``ruleset_ref`` is a zero-argument callable returning the current :class:`RuleSet`."""
+    def __init__(self, settings: Settings, db: Database, rulesets: RuleSetSource,
+                 runtime: ModelRuntime | None) -> None:
+        """``rulesets`` gives each review its repository's rule set (the catalog of active packs)."""
         self.settings = settings
         self.db = db
-        self._ruleset_ref = ruleset_ref
+        self.rulesets = rulesets
         self.runtime = runtime
         settings.queue_path.parent.mkdir(parents=True, exist_ok=True)
         self.huey = SqliteHuey(name="cortex", filename=str(settings.queue_path), results=False, utc=True,
@@ -94,10 +94,6 @@ class JobQueue:
         self._reconcile_task = self.huey.periodic_task(crontab(minute="*"), name="cortex.reconcile")(
             self.reconcile)
 
-    def ruleset(self) -> RuleSet:
-        ruleset: RuleSet = self._ruleset_ref()
-        return ruleset
-
     def _run_job(self, job_id: int) -> str:
         with self.db.read() as tx:
             job = get_job(tx, job_id)
@@ -106,7 +102,7 @@ class JobQueue:
             return "missing"
         if job.kind == REVIEW_JOB:
             outcome = run_review_job(self.db, self.settings, job_id, owner=current_owner(),
-                                     ruleset=self.ruleset(), runtime=self.runtime)
+                                     ruleset=self.rulesets, runtime=self.runtime)
             log.info("job %s (review %s): %s", job_id, job.ref_id, outcome)
             return outcome
         log.error("job %s has unknown kind %r", job_id, job.kind)

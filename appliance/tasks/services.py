@@ -13,7 +13,7 @@ from typing import Any
 from appliance.audit import Actor, AuditTag, RepeatGate, record_event
 from appliance.config import Settings
 from appliance.inference import ModelRuntime
-from appliance.packs import load_ruleset
+from appliance.packs import PackCatalog
 from appliance.review.engine import RuleSet
 from appliance.store import Database, Migration, Transaction, migrate
 from appliance.tasks.queue import JobQueue
@@ -46,17 +46,14 @@ class Services:
         self.runtime = ModelRuntime(settings)
         # Refusals an anonymous client can provoke are audited through this gate (see audit/gate.py).
         self.refusal_gate = RepeatGate()
-        self._ruleset: RuleSet | None = None
-        self._ruleset_lock = threading.Lock()
-        self.queue = JobQueue(settings, self.db, lambda: self.ruleset, self.runtime)
+        self.catalog = PackCatalog(settings, self.db)
+        self.queue = JobQueue(settings, self.db, self.catalog, self.runtime)
         self._model_thread: threading.Thread | None = None
 
     @property
     def ruleset(self) -> RuleSet:
-        with self._ruleset_lock:
-            if self._ruleset is None:
-                self._ruleset = load_ruleset(self.settings, self.db)
-            return self._ruleset
+        """Every active pack (reloaded when an import or a selection changes them)."""
+        return self.catalog.ruleset
 
     def load_model(self) -> None:
         self.runtime.load(self.db)
@@ -113,12 +110,16 @@ class Services:
         model = self.runtime.describe()
         model["ok"] = model["status"] in ("ready", "unavailable", "disabled")
         checks["model"] = model
-        rules = self._ruleset
-        checks["packs"] = {"ok": rules is not None,
-                           "active": [p.provenance() for p in rules.packs] if rules else [],
-                           "refused": [e.message for e in rules.refused] if rules else []}
+        try:
+            packs = self.catalog.describe()
+            checks["packs"] = {"ok": True, **packs}
+            if not packs["active"]:
+                checks["packs"]["note"] = "no rule pack is active: import signed packs with `cortex packs import`"
+        except Exception as exc:  # readiness reports, never raises
+            checks["packs"] = {"ok": False, "reason": str(exc), "active": [], "refused": []}
         ready = all(c["ok"] for c in checks.values())
         # A model switched off on purpose (rules-only sites) is not a degradation; a broken one is.
-        degraded = model["status"] == "unavailable" or bool(checks["packs"]["refused"])
+        degraded = (model["status"] == "unavailable" or bool(checks["packs"]["refused"])
+                    or not checks["packs"]["active"])
         return {"status": "ready" if ready and not degraded else "degraded" if ready else "not ready",
                 "ready": ready, "checks": checks}

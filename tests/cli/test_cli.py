@@ -13,13 +13,13 @@ import pytest
 
 from appliance.review.formats import SARIF_SCHEMA_PATH
 from appliance.store import Database
-from tests.support import ADMIN_PASSWORD, git, init_repo
+from tests.support import ADMIN_PASSWORD, TEST_TRUST, git, init_repo
 
 
 def cortex(data_dir: Path, *args: str, stdin: str | None = None, model: bool = False,
            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CORTEX_DATA_DIR": str(data_dir), "CORTEX_CONFIG": "",
-           "CORTEX_MODEL_ENABLED": "true" if model else "false"}
+           "CORTEX_MODEL_ENABLED": "true" if model else "false", "CORTEX_TRUST_ROOT": str(TEST_TRUST["root"])}
     return subprocess.run([sys.executable, "-m", "appliance", *args], env=env, input=stdin, capture_output=True,
                           text=True, timeout=300, check=False, cwd=cwd)
 
@@ -35,8 +35,8 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def test_review_a_repository_branch_with_a_ci_gate(tmp_path: Path, repo: Path) -> None:
-    data = tmp_path / "data"
+def test_review_a_repository_branch_with_a_ci_gate(tmp_path: Path, repo: Path, data_dir: Path) -> None:
+    data = data_dir
     result = cortex(data, "review", "--repo", str(repo), "--base", "main", "--head", "feature/ping",
                     "--fail-on", "high")
     assert result.returncode == 3, result.stderr
@@ -53,9 +53,9 @@ def test_review_a_repository_branch_with_a_ci_gate(tmp_path: Path, repo: Path) -
                       {"source": "cli", "repository": "service", "base_ref": "main", "head_ref": "HEAD"}]
 
 
-def test_review_writes_valid_sarif(tmp_path: Path, repo: Path) -> None:
+def test_review_writes_valid_sarif(tmp_path: Path, repo: Path, data_dir: Path) -> None:
     out = tmp_path / "review.sarif"
-    result = cortex(tmp_path / "data", "review", "--repo", str(repo), "--base", "main", "--format", "sarif",
+    result = cortex(data_dir, "review", "--repo", str(repo), "--base", "main", "--format", "sarif",
                     "--output", str(out))
     assert result.returncode == 0, result.stderr
     assert f"wrote sarif to {out}" in result.stderr
@@ -64,34 +64,34 @@ def test_review_writes_valid_sarif(tmp_path: Path, repo: Path) -> None:
     assert {r["ruleId"] for r in doc["runs"][0]["results"]} >= {"CORE-CMD-001"}
 
 
-def test_review_a_diff_file_and_from_stdin(tmp_path: Path, repo: Path) -> None:
+def test_review_a_diff_file_and_from_stdin(tmp_path: Path, repo: Path, data_dir: Path) -> None:
     diff = subprocess.run(["git", "-C", str(repo), "diff", "main...feature/ping"], capture_output=True, text=True,
                           check=True).stdout
     path = tmp_path / "change.diff"
     path.write_text(diff)
-    from_file = cortex(tmp_path / "data", "review", "--diff", str(path), "--format", "json")
-    from_stdin = cortex(tmp_path / "data", "review", "--diff", "-", "--format", "json", stdin=diff)
+    from_file = cortex(data_dir, "review", "--diff", str(path), "--format", "json")
+    from_stdin = cortex(data_dir, "review", "--diff", "-", "--format", "json", stdin=diff)
     first, second = json.loads(from_file.stdout), json.loads(from_stdin.stdout)
     assert first["id"] != second["id"]
     assert [f["fingerprint"] for f in first["findings"]] == [f["fingerprint"] for f in second["findings"]]
 
 
-def test_bad_diff_and_bad_arguments_say_what_is_wrong(tmp_path: Path, repo: Path) -> None:
+def test_bad_diff_and_bad_arguments_say_what_is_wrong(tmp_path: Path, repo: Path, data_dir: Path) -> None:
     bad = tmp_path / "bad.diff"
     bad.write_text("--- a/x.py\n+++ b/x.py\n@@ -1,1 +1,3 @@\n import os\n+x\n@@@ broken\n")
-    result = cortex(tmp_path / "data", "review", "--diff", str(bad))
+    result = cortex(data_dir, "review", "--diff", str(bad))
     assert result.returncode == 1 and result.stderr.startswith("Error: the diff is malformed at line 6")
-    missing_base = cortex(tmp_path / "data", "review", "--repo", str(repo))
+    missing_base = cortex(data_dir, "review", "--repo", str(repo))
     assert missing_base.returncode == 2 and "--repo needs --base" in missing_base.stderr
-    bad_ref = cortex(tmp_path / "data", "review", "--repo", str(repo), "--base", "no-such-branch")
+    bad_ref = cortex(data_dir, "review", "--repo", str(repo), "--base", "no-such-branch")
     assert bad_ref.returncode == 1 and "'no-such-branch' is not a commit, branch or tag" in bad_ref.stderr
-    not_repo = cortex(tmp_path / "data", "review", "--repo", str(tmp_path), "--base", "main")
+    not_repo = cortex(data_dir, "review", "--repo", str(tmp_path), "--base", "main")
     assert not_repo.returncode == 1 and "is not a git repository" in not_repo.stderr
 
 
-def test_scan_reviews_a_whole_tree(tmp_path: Path, repo: Path) -> None:
+def test_scan_reviews_a_whole_tree(tmp_path: Path, repo: Path, data_dir: Path) -> None:
     (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
-    result = cortex(tmp_path / "data", "scan", str(repo), "--format", "json", "--no-model")
+    result = cortex(data_dir, "scan", str(repo), "--format", "json", "--no-model")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     files = {f["path"]: f for f in doc["files"]}
@@ -99,8 +99,8 @@ def test_scan_reviews_a_whole_tree(tmp_path: Path, repo: Path) -> None:
     assert doc["title"] == "Scan of service" and doc["findings"]
 
 
-def test_users_tokens_and_bootstrap(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_users_tokens_and_bootstrap(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     token = cortex(data, "admin", "bootstrap")
     assert token.returncode == 0 and "/setup#token=" in token.stdout
     created = cortex(data, "users", "create", "alice", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD)
@@ -116,8 +116,8 @@ def test_users_tokens_and_bootstrap(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_models_add_list_and_verify(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_models_add_list_and_verify(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     source = Path(__file__).resolve().parents[2] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     added = cortex(data, "models", "add", str(source), "--id", "local-copy")
     assert added.returncode == 0, added.stderr
@@ -130,7 +130,7 @@ def test_models_add_list_and_verify(tmp_path: Path) -> None:
     assert tampered.returncode == 1 and "FAILED  model local-copy" in tampered.stdout
 
 
-def test_config_errors_are_clear(tmp_path: Path) -> None:
+def test_config_errors_are_clear(tmp_path: Path, data_dir: Path) -> None:
     config = tmp_path / "appliance.toml"
     config.write_text("prot = 8080\n")
     env = {**os.environ, "CORTEX_CONFIG": str(config)}
@@ -139,12 +139,12 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     assert result.returncode == 1 and "unknown setting 'prot'" in result.stderr
 
 
-def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+def test_serve_refuses_a_port_in_use(tmp_path: Path, data_dir: Path) -> None:
     import socket
 
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen(1)
         port = holder.getsockname()[1]
-        result = cortex(tmp_path / "data", "serve", "--port", str(port))
+        result = cortex(data_dir, "serve", "--port", str(port))
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -144,6 +144,6 @@ async def list_model_entries(request: Request[Any, Any, Any]) -> dict[str, Any]:
 @get("/api/v1/packs", guards=[requires(Permission.REVIEWS_READ)], tags=["packs"],
      summary="Active rule packs and refused ones")
 async def list_active_packs(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    ruleset = await blocking(lambda: services_of(request).ruleset)
+    ruleset = await blocking(lambda: services_of(request).catalog.ruleset)
     return {"packs": [{**p.provenance(), "name": p.name, "description": p.description} for p in ruleset.packs],
             "refused": [e.to_dict() for e in ruleset.refused]}
