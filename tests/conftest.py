@@ -15,10 +15,10 @@ from appliance.audit import Actor
 from appliance.auth import User, create_token, create_user
 from appliance.config import Settings
 from appliance.inference import ModelRuntime
+from appliance.packs import import_pack
 from appliance.store import Database
 from appliance.tasks.services import Services, open_database
 from appliance.web import create_app
-from appliance.packs import import_pack
 from tests.support import ADMIN_PASSWORD, TEST_TRUST, ServerProcess, Trust, make_settings, make_trust
 
 

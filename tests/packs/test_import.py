@@ -180,9 +180,11 @@ def test_a_manifest_of_one_pack_with_a_file_of_another(fresh: tuple[Database, Se
     db, settings = fresh
     folder = signed_pack(CORE, tmp_path / "mixed", [test_trust.pack_key])
     # Another pack's version of the file, of the same length, so only its hash can tell.
-    other = signed_pack(CORE, tmp_path / "other", [test_trust.pack_key],
-                        edit=lambda f: (f / "rules" / "crypto.toml").write_text(
-                            (f / "rules" / "crypto.toml").read_text().replace('severity = "high"', 'severity = "low" ')))
+    def other_version(folder: Path) -> None:
+        path = folder / "rules" / "crypto.toml"
+        path.write_text(path.read_text().replace('severity = "high"', 'severity = "low" '))
+
+    other = signed_pack(CORE, tmp_path / "other", [test_trust.pack_key], edit=other_version)
     assert (other / "rules" / "crypto.toml").stat().st_size == (folder / "rules" / "crypto.toml").stat().st_size
     shutil.copy(other / "rules" / "crypto.toml", folder / "rules" / "crypto.toml")
     assert_refused(db, settings, folder, "does not match its signed sha256")
@@ -318,7 +320,7 @@ def test_a_failed_activation_leaves_the_old_pack_active(fresh: tuple[Database, S
         with pytest.raises(StoreError, match="full"):
             while True:
                 with db.write() as tx:
-                    tx.execute(f"INSERT INTO filler VALUES (randomblob({size}))")
+                    tx.execute("INSERT INTO filler VALUES (randomblob(?))", (size,))
     for size in (256, 16, 0):  # and the audit table's last page, with events (this database is a throwaway)
         with pytest.raises(StoreError, match="full"):
             while True:
@@ -375,7 +377,8 @@ def test_root_rotation_needs_both_thresholds_and_moves_pack_keys(fresh: tuple[Da
     assert import_pack(db, settings, signed_pack(CORE, tmp_path / "new-key", [new_pack_key]),
                        actor=Actor.cli()).outcome == "activated"
     with db.read() as tx:
-        actions = [r[0] for r in tx.rows("SELECT action FROM audit_events WHERE action LIKE 'packs:root:%' ORDER BY seq")]
+        actions = [r[0] for r in tx.rows(
+            "SELECT action FROM audit_events WHERE action LIKE 'packs:root:%' ORDER BY seq")]
     assert actions == ["packs:root:installed", "packs:root:refused", "packs:root:refused", "packs:root:refused",
                        "packs:root:updated"]
 
