@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 from appliance.audit import Actor
 from appliance.auth import User, create_token, create_user
 from appliance.config import Settings
+from appliance.errors import PackError
 from appliance.inference import ModelRuntime
 from appliance.packs import import_pack
 from appliance.store import Database
@@ -37,7 +38,10 @@ def seeded_template(test_trust: Trust, tmp_path_factory: pytest.TempPathFactory)
     template_settings = make_settings(template)
     database = open_database(template_settings)
     for tar in test_trust.packs.values():
-        import_pack(database, template_settings, tar, actor=Actor.system())
+        try:
+            import_pack(database, template_settings, tar, actor=Actor.system())
+        except PackError:
+            continue  # tests/packs/test_packs.py fails on that pack, once, with the reason
     database.close()
     return template
 

@@ -16,16 +16,22 @@ class Permission(StrEnum):
     TOKENS_OWN = "tokens.own"
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
+    PACKS_MANAGE = "packs.manage"
+    FINDINGS_TRIAGE = "findings.triage"
+    REPORTS_READ = "reports.read"
 
 
 ROLES: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
+    # A reviewer decides about findings and reads compliance reports; a developer submits and triages
+    # findings of their own changes.
     "reviewer": frozenset({Permission.REVIEWS_READ, Permission.REVIEWS_CREATE, Permission.MODELS_READ,
-                           Permission.TOKENS_OWN}),
+                           Permission.TOKENS_OWN, Permission.FINDINGS_TRIAGE, Permission.REPORTS_READ}),
     "developer": frozenset({Permission.REVIEWS_READ, Permission.REVIEWS_CREATE, Permission.MODELS_READ,
-                            Permission.TOKENS_OWN}),
+                            Permission.TOKENS_OWN, Permission.FINDINGS_TRIAGE}),
     "viewer": frozenset({Permission.REVIEWS_READ, Permission.MODELS_READ}),
-    "auditor": frozenset({Permission.REVIEWS_READ, Permission.MODELS_READ, Permission.AUDIT_READ}),
+    "auditor": frozenset({Permission.REVIEWS_READ, Permission.MODELS_READ, Permission.AUDIT_READ,
+                          Permission.REPORTS_READ}),
 }
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +63,7 @@ class CompiledRule:
     regex_not: Any | None
     validator: Callable[[str], bool] | None
     value_group: str | int
+    pattern_counts: tuple[tuple[str, int], ...] = ()  # language -> patterns in this rule's query
 
     def applies_to(self, change: FileChange) -> bool:
         languages = self.spec.languages
@@ -70,7 +74,53 @@ class CompiledRule:
         return not any(fnmatch.fnmatchcase(change.path, g) for g in self.spec.paths_exclude)
 
 
+# Compiling tree-sitter queries is the expensive part of loading packs (native work, seconds for a few
+# hundred rules), so compiled packs and the per-language combined queries are kept per process, keyed by
+# the pack's content digest: an unchanged pack is never compiled twice.
+_CACHE_LOCK = threading.Lock()
+_PACK_CACHE: OrderedDict[tuple[str, str], list[CompiledRule] | PackError] = OrderedDict()
+_QUERY_CACHE: OrderedDict[tuple[str, str], Query] = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _cached(cache: OrderedDict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    with _CACHE_LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
+    with _CACHE_LOCK:
+        cache[key] = value
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return value
+
+
 def compile_pack(pack: PackSpec) -> list[CompiledRule]:
+    """Compile every rule of ``pack`` (cached by the pack's content digest when it has one).
+
+    Raises:
+        PackError: see :func:`_compile_pack`.
+    """
+    if not pack.digest:
+        return _compile_pack(pack)
+
+    def make() -> list[CompiledRule] | PackError:
+        try:
+            return _compile_pack(pack)
+        except PackError as exc:
+            return exc
+
+    result = _cached(_PACK_CACHE, (pack.id, pack.digest), make)
+    if isinstance(result, PackError):
+        raise PackError(result.message, pack_id=result.pack_id, rule_id=result.rule_id)
+    # The specs (and their pack) are those of this load; the compiled matchers are shared.
+    return [CompiledRule(spec=s, pack=pack, regex=r.regex, regex_not=r.regex_not, validator=r.validator,
+                         value_group=r.value_group, pattern_counts=r.pattern_counts)
+            for s, r in zip(pack.rules, result, strict=True)]
+
+
+def _compile_pack(pack: PackSpec) -> list[CompiledRule]:
     """Compile every rule of ``pack``.
 
     Raises:
@@ -110,6 +160,7 @@ def compile_pack(pack: PackSpec) -> list[CompiledRule]:
         if spec.languages and unreachable:
             raise refuse(f"the {', '.join(unreachable)} query never runs: languages lists only "
                          f"{', '.join(spec.languages)}")
+        counts = []
         for language, source in spec.queries.items():
             if language not in STRUCTURAL_LANGUAGES:
                 raise refuse(f"no tree-sitter grammar for language {language!r} "
@@ -120,10 +171,11 @@ def compile_pack(pack: PackSpec) -> list[CompiledRule]:
                 raise refuse(f"{language} query does not compile: {exc}") from exc
             if "finding" not in [query.capture_name(i) for i in range(query.capture_count)]:
                 raise refuse(f"{language} query has no @finding capture to say where the finding is")
+            counts.append((language, query.pattern_count))
         compiled.append(CompiledRule(
             spec=spec, pack=pack, regex=regex, regex_not=regex_not,
             validator=VALIDATOR_FUNCTIONS[spec.validator] if spec.validator else None,
-            value_group=value_group))
+            value_group=value_group, pattern_counts=tuple(counts)))
     return compiled
 
 
@@ -157,11 +209,12 @@ class RuleSet:
         for language, lang_rules in by_language.items():
             sources, owners = [], []
             for rule in lang_rules:
-                source = rule.spec.queries[language]
-                count = Query(grammar(language), source).pattern_count
-                sources.append(source)
-                owners.extend([rule] * count)
-            self._structural[language] = (Query(grammar(language), "\n".join(sources)), owners)
+                sources.append(rule.spec.queries[language])
+                owners.extend([rule] * dict(rule.pattern_counts)[language])
+            combined = "\n".join(sources)
+            key = (language, hashlib.sha256(combined.encode()).hexdigest())
+            query: Query = _cached(_QUERY_CACHE, key, functools.partial(Query, grammar(language), combined))
+            self._structural[language] = (query, owners)
 
     @classmethod
     def compile(cls, packs: Iterable[PackSpec]) -> RuleSet:

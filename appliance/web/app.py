@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
@@ -21,10 +20,10 @@ from litestar.template import TemplateConfig
 from appliance import __version__
 from appliance.config import Settings
 from appliance.tasks.services import Services
-from appliance.web.controllers import api, auth, dashboard, docs, health
+from appliance.web.controllers import api, auth, dashboard, docs, health, packs, reports
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.security import csrf_guard, principal_middleware, security_headers_middleware
-from appliance.web.templating import register_filters
+from appliance.web.templating import make_environment
 
 __all__ = ["create_app"]
 
@@ -33,10 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def _templates() -> TemplateConfig[JinjaTemplateEngine]:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    register_filters(env)
-    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(make_environment()))
 
 
 def create_app(settings: Settings, services: Services | None = None, *, start_workers: bool = True) -> Litestar:
@@ -70,6 +66,10 @@ def create_app(settings: Settings, services: Services | None = None, *, start_wo
             api.create_review, api.list_review_summaries, api.get_review, api.get_review_sarif,
             api.get_review_markdown, api.list_model_entries, api.list_active_packs,
             docs.docs_index, docs.docs_page, docs.api_explorer, docs.swagger_asset,
+            packs.api_import_pack, packs.api_selections, packs.api_set_selection, packs.admin_packs_page,
+            packs.admin_packs_upload, packs.admin_packs_select,
+            reports.api_compliance_report, reports.reports_page, reports.api_finding_status,
+            reports.finding_status_form,
             create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False,
                                        send_as_attachment=False),
         ],

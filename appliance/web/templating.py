@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from appliance import clock
+from appliance.rbac import Permission
 
-__all__ = ["register_filters"]
+__all__ = ["register_filters", "render"]
 
 
 def _when(value: str | None) -> str:
@@ -30,7 +32,30 @@ def _duration(start: str | None, end: str | None) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+_ENV: Environment | None = None
+
+
+def render(template: str, **context: Any) -> str:
+    """Render a template outside a request (exports, the CLI)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = make_environment()
+    return _ENV.get_template(template).render(**context)
+
+
+def make_environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    register_filters(env)
+    return env
+
+
+def _can(principal: Any, permission: str) -> bool:
+    return principal is not None and principal.can(Permission(permission))
+
+
 def register_filters(env: Environment) -> None:
+    env.globals["can"] = _can
     env.filters["when"] = _when
     env.filters["anchor"] = _anchor
     env.globals["duration"] = _duration
