@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ROOT, make_token, wait_for_review
+from tests.support import ROOT, Trust, make_token, wait_for_review
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +24,22 @@ def frozen_binary() -> Path:
     return path
 
 
-def test_frozen_binary_serves_and_reviews_with_the_model(server_factory: Any, tmp_path: Path) -> None:
+def test_frozen_binary_serves_and_reviews_with_the_model(server_factory: Any, tmp_path: Path,
+                                                         test_trust: Trust) -> None:
     binary = frozen_binary()
-    server = server_factory(command=[str(binary)], env={
+    server = server_factory(tmp_path / "frozen-data", command=[str(binary)], env={
         "CORTEX_MODEL_ENABLED": "true",
-        # The binary carries the manifest, the packs and the manual; the GGUF file ships beside it.
+        # The binary carries the model manifest, the trust root and the manual; the GGUF file ships beside it.
         "CORTEX_MODELS_DIR": str(ROOT / "models"),
         "PYTHONPATH": "",
     })
     version = server.cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("cortex, version")
+    # The frozen importer verifies and activates the signed packs (tarfile, Ed25519, tree-sitter inside).
+    imported = server.cli("packs", "import", *map(str, test_trust.packs.values()))
+    assert imported.returncode == 0 and "activated secure-coding-core" in imported.stdout, imported.stderr
     packs = server.cli("packs", "list")
-    assert "secure-coding-core" in packs.stdout and "active" in packs.stdout, packs.stderr
+    assert "secure-coding-core" in packs.stdout, packs.stderr
     server.start()
     ready = httpx.get(f"{server.base}/readyz").json()
     assert ready["checks"]["model"]["status"] == "ready", ready

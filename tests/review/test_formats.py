@@ -33,7 +33,7 @@ def finished_review(settings: Settings, db: Database) -> dict[str, Any]:
     services = Services(settings, db=db)
     accepted = service.submit_review(db, settings, HOSTILE_DIFF, actor=Actor.cli(), source="cli",
                                      title="A <b>title</b> | with pipes", use_model=False)
-    assert service.run_review_job(db, settings, accepted.job_id, owner=current_owner(), ruleset=services.ruleset,
+    assert service.run_review_job(db, settings, accepted.job_id, owner=current_owner(), ruleset=services.catalog,
                                   runtime=None) == "done"
     review = service.get_review(db, accepted.review_id)
     assert review["findings"], "the starter pack should flag this diff"

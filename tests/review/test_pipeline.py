@@ -97,7 +97,7 @@ def test_a_missing_model_means_rules_only_and_says_so(settings: Settings, db: Da
     services = Services(no_model, db=db)
     services.load_model()
     accepted = service.submit_review(db, no_model, DIFF, actor=Actor.cli(), source="cli")
-    assert service.run_review_job(db, no_model, accepted.job_id, owner=current_owner(), ruleset=services.ruleset,
+    assert service.run_review_job(db, no_model, accepted.job_id, owner=current_owner(), ruleset=services.catalog,
                                   runtime=services.runtime) == "done"
     review = service.get_review(db, accepted.review_id)
     assert review["model_status"] == "unavailable"
@@ -121,7 +121,7 @@ def test_a_review_is_stored_once_even_when_its_job_is_delivered_twice(settings: 
     services = Services(settings, db=db)
     accepted = service.submit_review(db, settings, DIFF, actor=Actor.cli(), source="cli", use_model=False)
     outcomes = [service.run_review_job(db, settings, accepted.job_id, owner=current_owner(),
-                                       ruleset=services.ruleset, runtime=None) for _ in range(3)]
+                                       ruleset=services.catalog, runtime=None) for _ in range(3)]
     assert outcomes == ["done", "finished", "finished"]
     review: dict[str, Any] = service.get_review(db, accepted.review_id)
     with db.read() as tx:
@@ -141,7 +141,7 @@ def test_a_review_reaching_a_closed_model_goes_back_to_the_queue(settings: Setti
     accepted = service.submit_review(db, model_settings, DIFF, actor=Actor.cli(), source="cli")
     services.runtime.close()  # what stopping the service does first
     outcome = service.run_review_job(db, model_settings, accepted.job_id, owner=current_owner(),
-                                     ruleset=services.ruleset, runtime=services.runtime)
+                                     ruleset=services.catalog, runtime=services.runtime)
     assert outcome == "released"
     with db.read() as tx:
         job = tx.one("SELECT status, attempts, lease_owner FROM jobs WHERE id = ?", (accepted.job_id,))

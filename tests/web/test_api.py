@@ -36,7 +36,7 @@ def run_jobs(client: TestClient[Any]) -> None:
     with services.db.read() as tx:
         jobs = [r[0] for r in tx.rows("SELECT id FROM jobs WHERE status = 'queued'")]
     for job_id in jobs:
-        run_review_job(services.db, services.settings, job_id, owner=current_owner(), ruleset=services.ruleset,
+        run_review_job(services.db, services.settings, job_id, owner=current_owner(), ruleset=services.catalog,
                        runtime=None)
 
 

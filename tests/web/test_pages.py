@@ -33,7 +33,7 @@ def reviewed(settings: Settings, db: Database) -> int:
     services = Services(settings, db=db)
     accepted = service.submit_review(db, settings, DIFF, actor=Actor.cli(), source="cli", title="<i>Views</i>",
                                      use_model=False)
-    service.run_review_job(db, settings, accepted.job_id, owner=current_owner(), ruleset=services.ruleset,
+    service.run_review_job(db, settings, accepted.job_id, owner=current_owner(), ruleset=services.catalog,
                            runtime=None)
     return accepted.review_id
 
@@ -108,7 +108,7 @@ def test_a_pasted_diff_with_crlf_line_endings_is_reviewed_like_any_other(client:
     services = client.app.state.services
     with db.read() as tx:
         job_id = tx.scalar("SELECT id FROM jobs ORDER BY id DESC LIMIT 1")
-    service.run_review_job(db, services.settings, job_id, owner=current_owner(), ruleset=services.ruleset,
+    service.run_review_job(db, services.settings, job_id, owner=current_owner(), ruleset=services.catalog,
                            runtime=None)
     review = service.get_review(db, int(response.headers["location"].rsplit("/", 1)[1]))
     assert [f["path"] for f in review["files"]] == ["api/views.py"] and review["files"][0]["language"] == "python"
