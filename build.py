@@ -149,7 +149,10 @@ def ensure_models() -> None:
 
 KEYS = ROOT / ".keys"
 TRUST = ROOT / "trust"
-PACKS_OUT = DIST / "packs"
+PACKS_OUT = DIST / "packs"  # `build.py packs`: the publishable tars (release keys with --key)
+DEV_PACKS = CACHE / "dev-packs"  # what set-up imports into ./var, signed with the development key
+# Signed packs are valid 365 days; set-up re-signs the development ones well before they expire.
+RESIGN_AFTER_DAYS = 30
 
 
 def cortex(*args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
@@ -174,16 +177,18 @@ def ensure_dev_trust() -> None:
         cortex("packs", "root", "sign", str(root), "--key", str(root_key))
 
 
-def build_packs(keys: list[Path]) -> list[Path]:
-    """Sign every pack under rules/ into dist/packs, rebuilding only those whose files or keys changed."""
+def build_packs(keys: list[Path], out: Path) -> list[Path]:
+    """Sign every pack under rules/ into ``out``, rebuilding those whose files or keys changed or whose
+    signature is more than RESIGN_AFTER_DAYS old."""
     built = []
     for folder in sorted(p for p in (ROOT / "rules").iterdir() if (p / "pack.toml").is_file()):
         meta = tomllib.loads((folder / "pack.toml").read_text())
-        target = PACKS_OUT / f"{meta['id']}-{meta['version']}.tar"
+        target = out / f"{meta['id']}-{meta['version']}.tar"
         want = digest_files([p for p in folder.rglob("*") if p.is_file()],
                             "|".join(sorted(str(k.resolve()) for k in keys)))
-        stamp = CACHE / f"pack-{meta['id']}.stamp"
-        if not (target.exists() and stamp.exists() and stamp.read_text() == want):
+        stamp = CACHE / f"pack-{out.name}-{meta['id']}.stamp"
+        fresh = target.exists() and time.time() - target.stat().st_mtime < RESIGN_AFTER_DAYS * 86400
+        if not (fresh and stamp.exists() and stamp.read_text() == want):
             args = ["packs", "build", str(folder), "--out", str(target)]
             for key in keys:
                 args += ["--key", str(key)]
@@ -207,7 +212,7 @@ def setup() -> None:
     ensure_venv()
     ensure_models()
     ensure_dev_trust()
-    packs = build_packs([KEYS / "dev-pack.pem"])
+    packs = build_packs([KEYS / "dev-pack.pem"], DEV_PACKS)
     ensure_var(packs)
 
 
@@ -229,6 +234,9 @@ def freeze() -> Path:
     if FROZEN.exists() and stamp.exists() and stamp.read_text() == want:
         return FROZEN
     say("freezing the cortex binary with PyInstaller")
+    if '"environment": "development"' in (TRUST / "root.json").read_text():
+        say("note: the binary carries the development trust root (trust/root.json); a release bundle ships "
+            "the release root instead")
     work = CACHE / "pyinstaller"
     cmd = [
         str(venv_bin("pyinstaller")), "--noconfirm", "--clean", "--onefile", "--name", "cortex",
@@ -303,8 +311,10 @@ def cmd_packs(args: argparse.Namespace) -> None:
     keys = [Path(k).resolve() for k in args.key] if args.key else None
     if keys is None:
         ensure_dev_trust()
-    for path in build_packs(keys or [KEYS / "dev-pack.pem"]):
+    for path in build_packs(keys or [KEYS / "dev-pack.pem"], PACKS_OUT):
         say(f"signed pack: {path.relative_to(ROOT)}")
+    if keys is None:
+        say("signed with the development key: only an appliance with the development trust root accepts these")
 
 
 def cmd_freeze(_: argparse.Namespace) -> None:

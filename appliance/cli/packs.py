@@ -21,6 +21,7 @@ from appliance.packs import (
     current_root,
     import_pack,
     list_selections,
+    load_active_packs,
     load_pack,
     run_pack_examples,
     set_selection,
@@ -118,7 +119,10 @@ def _unpack_signed_tar(tar_path: Path, folder: Path) -> None:
         manifest = PackManifest.parse(handle.read())
         (folder / MANIFEST_NAME).write_bytes(manifest.document())
         for entry in manifest.files:
-            member = tar.getmember(entry.path)
+            try:
+                member = tar.getmember(entry.path)
+            except KeyError as exc:
+                raise PackError(f"{tar_path} lacks {entry.path}, which its manifest lists") from exc
             source = tar.extractfile(member)
             if source is None or not member.isreg() or member.size != entry.length:
                 raise PackError(f"{entry.path} in {tar_path} does not match the manifest")
@@ -189,10 +193,19 @@ def packs_list(ctx: Context) -> None:
         rows = packs_repo.active_packs(tx)
     if not rows:
         click.echo("no active packs; import signed packs with `cortex packs import PATH`")
+    # What a review would load now: the files checked against their manifests and the current root.
+    _, refused = load_active_packs(db, ctx.settings)
+    reasons = {e.pack_id: e.message for e in refused}
+    now = clock.now()
     for row in rows:
         note = f"  DOWNGRADED: {row['downgrade_reason']}" if row["downgrade_reason"] else ""
+        if clock.from_iso(row["expires"]) <= now:
+            note += "  EXPIRED: import a renewed pack"
+        state = "REFUSED" if row["id"] in reasons else "active"
         click.echo(f"{row['id']:<22} {row['display_version']:<8} v{row['version']:<4} {row['rules']:>4} rules  "
-                   f"expires {row['expires'][:10]}  {row['name']}{note}")
+                   f"{state:<8} expires {row['expires'][:10]}  {row['name']}{note}")
+        if row["id"] in reasons:
+            click.echo(f"    {reasons[row['id']]}")
 
 
 @packs_group.command("show")

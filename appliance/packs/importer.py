@@ -29,6 +29,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +38,7 @@ from appliance.audit import Actor, AuditTag, record_event
 from appliance.config import Settings
 from appliance.errors import PackError
 from appliance.packs import repo
+from appliance.packs.integrity import check_pack_files
 from appliance.packs.loader import load_pack
 from appliance.packs.manifest import LIMITS, MANIFEST_NAME, PRODUCT, PackManifest, check_member_path
 from appliance.packs.rootstore import current_root
@@ -46,13 +48,15 @@ from appliance.store import Database
 
 __all__ = ["ImportResult", "import_pack", "packs_dir"]
 
+_FUTURE_SKEW = timedelta(days=2)
+
 
 @dataclass(frozen=True)
 class ImportResult:
     pack_id: str
     version: int
     display_version: str
-    outcome: str  # activated, downgraded, unchanged, renewed
+    outcome: str  # activated, downgraded, unchanged, renewed, repaired
     signers: tuple[str, ...]
     path: Path | None
 
@@ -187,7 +191,7 @@ def _check_members(source: _Source, manifest: PackManifest) -> None:
                 raise PackError(f"the folder {name!r} holds no file of the signed manifest")
             continue
         if member.kind != "file":
-            what = "symbolic or hard link" if member.kind == "link" else f"{member.kind} entry"
+            what = {"link": "symbolic or hard link", "sparse": "sparse file"}.get(member.kind, "device or special file")
             raise PackError(f"{name!r} is a {what}; a pack holds regular files only")
         entry = listed.get(name)
         if entry is None:
@@ -322,6 +326,10 @@ def _check_policy(db: Database, settings: Settings, manifest: PackManifest, *, a
     floor = max(now, clock.from_iso(floor_text)) if floor_text else now
     if manifest.expires <= manifest.issued:
         raise PackError("the pack expires before it was issued")
+    if manifest.issued > now + _FUTURE_SKEW:
+        # A pack "from the future" would raise the clock floor past valid packs for good: refuse it.
+        raise PackError(f"the pack was issued at {clock.iso(manifest.issued)}, more than {_FUTURE_SKEW.days} days "
+                        "ahead of this appliance's clock; check the clock of the appliance (and of the publisher)")
     if manifest.expires <= floor:
         since = "" if floor == now else (f" (the appliance has accepted a pack issued at {clock.iso(floor)}, so "
                                          "a clock set back does not make it valid)")
@@ -349,8 +357,17 @@ def content_identity(folder: Path) -> str:
 
 def _same_version(db: Database, settings: Settings, manifest: PackManifest, active: dict[str, Any], staging: Path,
                   signers: set[str], *, actor: Actor, source: Path) -> ImportResult:
-    """The active version again: nothing to do, or a re-issue with a later expiry that renews it."""
+    """The active version again: nothing to do, a re-issue with a later expiry that renews it, or a repair
+    when the active folder no longer matches its manifest (edited or damaged on disk)."""
     details = {"version": manifest.version, "source": str(source), "expires": clock.iso(manifest.expires)}
+    try:
+        check_pack_files(settings.data_dir / active["path"])
+    except PackError as exc:
+        pack = load_pack(staging)
+        result = _activate(db, settings, manifest, staging, pack, signers, active["content_digest"], actor=actor,
+                           active=active, reason=None, repair=exc.message)
+        return ImportResult(result.pack_id, result.version, result.display_version, "repaired", result.signers,
+                            result.path)
     if manifest.expires <= clock.from_iso(active["expires"]):
         with db.write() as tx:
             record_event(tx, AuditTag.PACKS_PACK_UNCHANGED, actor, target=f"pack:{manifest.id}", details=details)
@@ -380,10 +397,20 @@ def _same_version(db: Database, settings: Settings, manifest: PackManifest, acti
 
 def _activate(db: Database, settings: Settings, manifest: PackManifest, staging: Path, pack: Any,
               signers: set[str], identity: str, *, actor: Actor, active: dict[str, Any] | None,
-              reason: str | None) -> ImportResult:
+              reason: str | None, repair: str | None = None) -> ImportResult:
     target = packs_dir(settings) / manifest.id / f"v{manifest.version}-{identity[:12]}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():  # the same content was activated before (then replaced): reuse it
+    if target.exists():
+        # The same content was activated before: keep that folder only if it is still intact.
+        try:
+            check_pack_files(target)
+            if repair is not None:
+                raise PackError(repair)
+        except PackError:
+            aside = target.with_name(f".damaged-{target.name}-{secrets.token_hex(3)}")
+            target.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+    if target.exists():
         shutil.rmtree(staging)
     else:
         staging.rename(target)
@@ -407,8 +434,9 @@ def _activate(db: Database, settings: Settings, manifest: PackManifest, staging:
         floor = repo.get_state(tx, repo.CLOCK_FLOOR)
         if floor is None or clock.from_iso(floor) < manifest.issued:
             repo.set_state(tx, repo.CLOCK_FLOOR, clock.iso(manifest.issued))
-        repo.bump_generation(tx)
-        record_event(tx, AuditTag.PACKS_PACK_IMPORTED, actor, target=f"pack:{manifest.id}", details=details)
+        repo.bump_generation(tx)  # a template selection may now include this pack
+        record_event(tx, AuditTag.PACKS_PACK_IMPORTED, actor, target=f"pack:{manifest.id}",
+                     details={**details, **({"repaired": repair} if repair else {})})
         if downgrade:
             record_event(tx, AuditTag.PACKS_PACK_DOWNGRADED, actor, target=f"pack:{manifest.id}",
                          details={**details, "reason": reason})

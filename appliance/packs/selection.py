@@ -36,8 +36,12 @@ def resolve_selection(tx: Transaction, repository: str) -> dict[str, Any]:
     for scope in (_scope(repository), "default"):
         row = tx.one("SELECT * FROM pack_selections WHERE scope = ?", (scope,))
         if row is not None:
-            return {"scope": scope, "template": row["template"], "packs": json.loads(row["packs"]),
-                    "strict": bool(row["strict"])}
+            packs = json.loads(row["packs"])
+            if row["template"] in TEMPLATES:
+                # A template means its packs as they are active now, so a pack imported later joins in.
+                active = {r[0] for r in tx.rows("SELECT id FROM packs")}
+                packs = [p for p in TEMPLATES[row["template"]]["packs"] if p in active]
+            return {"scope": scope, "template": row["template"], "packs": packs, "strict": bool(row["strict"])}
     return {"scope": "all", "template": None, "packs": None, "strict": False}
 
 

@@ -2,24 +2,28 @@
 against their signed manifests, compiled, and reloaded when another process changes them.
 
 Only packs that came through :func:`appliance.packs.importer.import_pack` are ever active: an edited file
-under ``<data_dir>/packs`` no longer matches its manifest and the pack is refused (and audited) at load.
+under ``<data_dir>/packs`` no longer matches its manifest, and a pack whose signatures the current trust
+root no longer accepts (its key was rotated out) is refused (and audited) at load. An expired pack keeps
+reviewing, so a site is never left without rules, but readiness reports it as degraded until renewed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 
+from appliance import clock
 from appliance.audit import Actor, AuditTag, record_event
 from appliance.config import Settings
 from appliance.errors import PackError
 from appliance.packs import repo
+from appliance.packs.integrity import check_pack_files
 from appliance.packs.loader import load_pack
 from appliance.packs.manifest import read_folder_manifest
+from appliance.packs.rootstore import current_root
 from appliance.packs.selection import resolve_selection
+from appliance.packs.trust import check_threshold
 from appliance.review.engine import RuleSet
 from appliance.review.ruleset import PackSpec
 from appliance.store import Database
@@ -29,34 +33,25 @@ __all__ = ["PackCatalog", "load_active_packs", "load_ruleset"]
 log = logging.getLogger(__name__)
 
 
-def _check_files(folder: Path) -> None:
-    """The activated folder still matches its signed manifest, file for file."""
-    manifest = read_folder_manifest(folder)
-    if manifest is None:
-        raise PackError(f"{folder} has lost its manifest")
-    listed = {entry.path for entry in manifest.files}
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
-    extra = sorted(present - listed - {"manifest.json"})
-    if extra:
-        raise PackError(f"{folder} holds {extra[0]!r}, which its signed manifest does not list")
-    for entry in manifest.files:
-        path = folder / entry.path
-        if path.is_symlink() or not path.is_file():
-            raise PackError(f"{entry.path!r} is missing from {folder}")
-        data = path.read_bytes()
-        if len(data) != entry.length or hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise PackError(f"{entry.path!r} in {folder} no longer matches its signed manifest (changed on disk)")
-
-
 def load_active_packs(db: Database, settings: Settings) -> tuple[list[PackSpec], list[PackError]]:
     with db.read() as tx:
         rows = repo.active_packs(tx)
     packs: list[PackSpec] = []
     errors: list[PackError] = []
+    try:
+        root = current_root(db, settings)
+    except PackError as exc:
+        return [], [PackError(f"no active pack can be trusted: {exc.message}")]
     for row in rows:
         folder = settings.data_dir / row["path"]
         try:
-            _check_files(folder)
+            check_pack_files(folder)
+            manifest = read_folder_manifest(folder)
+            if manifest is None:  # check_pack_files refuses this already
+                raise PackError(f"{folder} has lost its manifest")
+            # Against the root trusted now: after a key rotation, packs signed only by retired keys stop.
+            check_threshold(manifest.payload, manifest.signatures, root.keys, root.roles["packs"],
+                            what="its signatures, checked against the current trust root", role_name="packs")
             pack = load_pack(folder)
         except PackError as exc:
             errors.append(PackError(f"active pack {row['id']} {row['display_version']} refused at load: {exc.message}",
@@ -132,4 +127,8 @@ class PackCatalog:
 
     def describe(self) -> dict[str, Any]:
         ruleset = self._current()
-        return {"active": [p.provenance() for p in ruleset.packs], "refused": [e.message for e in ruleset.refused]}
+        now = clock.now()
+        expired = [f"{p.id} {p.display_version} expired on {clock.iso(p.expires)}; import a renewed pack"
+                   for p in ruleset.packs if p.expires is not None and p.expires <= now]
+        return {"active": [p.provenance() for p in ruleset.packs], "refused": [e.message for e in ruleset.refused],
+                "expired": expired}

@@ -18,15 +18,17 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     PACKS_MANAGE = "packs.manage"
     FINDINGS_TRIAGE = "findings.triage"
+    FINDINGS_ACCEPT = "findings.accept"
     REPORTS_READ = "reports.read"
 
 
 ROLES: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
-    # A reviewer decides about findings and reads compliance reports; a developer submits and triages
-    # findings of their own changes.
+    # Separation of duties: a developer may mark findings fixed (or reopen them); accepting a risk or
+    # calling a finding a false positive is a reviewer's (or admin's) decision.
     "reviewer": frozenset({Permission.REVIEWS_READ, Permission.REVIEWS_CREATE, Permission.MODELS_READ,
-                           Permission.TOKENS_OWN, Permission.FINDINGS_TRIAGE, Permission.REPORTS_READ}),
+                           Permission.TOKENS_OWN, Permission.FINDINGS_TRIAGE, Permission.FINDINGS_ACCEPT,
+                           Permission.REPORTS_READ}),
     "developer": frozenset({Permission.REVIEWS_READ, Permission.REVIEWS_CREATE, Permission.MODELS_READ,
                             Permission.TOKENS_OWN, Permission.FINDINGS_TRIAGE}),
     "viewer": frozenset({Permission.REVIEWS_READ, Permission.MODELS_READ}),

@@ -72,5 +72,8 @@ class PackSpec:
     path: Path | None = None
 
     def provenance(self) -> dict[str, object]:
-        return {"id": self.id, "version": self.version, "display_version": self.display_version,
-                "sha256": self.digest, "rules": len(self.rules)}
+        info: dict[str, object] = {"id": self.id, "version": self.version, "display_version": self.display_version,
+                                   "sha256": self.digest, "rules": len(self.rules)}
+        if self.expires is not None:
+            info["expires"] = self.expires.isoformat()
+        return info

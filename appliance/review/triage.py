@@ -11,7 +11,7 @@ from typing import Any
 
 from appliance import clock
 from appliance.audit import Actor, AuditTag, record_event
-from appliance.errors import NotFoundError, ValidationError
+from appliance.errors import NotFoundError, PermissionDeniedError, ValidationError
 from appliance.store import Database
 
 __all__ = ["STATUSES", "set_finding_status"]
@@ -20,15 +20,24 @@ STATUSES = ("open", "fixed", "accepted_risk", "false_positive")
 _NEEDS_REASON = frozenset({"accepted_risk", "false_positive"})
 
 
-def set_finding_status(db: Database, finding_id: int, status: str, *, actor: Actor, reason: str = "") -> dict[str, Any]:
+def set_finding_status(db: Database, finding_id: int, status: str, *, actor: Actor, reason: str = "",
+                       may_accept: bool = True) -> dict[str, Any]:
     """Record a decision on finding ``finding_id`` (and every other report of it in the repository).
+
+    Args:
+        may_accept: whether the actor may accept a risk or call a finding a false positive (the web layer
+            passes the ``findings.accept`` permission; developers may only mark fixed or reopen).
 
     Raises:
         NotFoundError: no such finding.
         ValidationError: an unknown status, or no reason where one is required.
+        PermissionDeniedError: accepting a risk or a false positive without ``may_accept``.
     """
     if status not in STATUSES:
         raise ValidationError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if status in _NEEDS_REASON and not may_accept:
+        raise PermissionDeniedError(f"marking a finding {status.replace('_', ' ')} is a reviewer's decision "
+                                    "(permission findings.accept); you may mark it fixed or reopen it")
     reason = " ".join(reason.split())[:500]
     if status in _NEEDS_REASON and not reason:
         raise ValidationError(f"marking a finding {status.replace('_', ' ')} needs a reason, recorded for auditors")

@@ -7,6 +7,7 @@ commands directly) from explicit settings; nothing here reads globals or the env
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from typing import Any
 
@@ -65,6 +66,9 @@ class Services:
         rules-only for good. Until both are up, /readyz says "not ready" (and /healthz answers).
         """
         count = self.settings.workers if workers is None else workers
+        # Leftovers of an import or upload cut short (a crash, a power cut) are never active: clear them.
+        for leftover in (".staging", ".uploads"):
+            shutil.rmtree(self.settings.data_dir / "packs" / leftover, ignore_errors=True)
         with self.db.write() as tx:
             record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), target="service",
                          details={"workers": count, "data_dir": str(self.settings.data_dir)})
@@ -120,6 +124,6 @@ class Services:
         ready = all(c["ok"] for c in checks.values())
         # A model switched off on purpose (rules-only sites) is not a degradation; a broken one is.
         degraded = (model["status"] == "unavailable" or bool(checks["packs"]["refused"])
-                    or not checks["packs"]["active"])
+                    or not checks["packs"]["active"] or bool(checks["packs"].get("expired")))
         return {"status": "ready" if ready and not degraded else "degraded" if ready else "not ready",
                 "ready": ready, "checks": checks}

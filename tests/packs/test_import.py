@@ -164,13 +164,16 @@ def test_expired_packs_also_after_the_clock_is_set_back(fresh: tuple[Database, S
     expired = signed_pack(CORE, tmp_path / "expired", [test_trust.pack_key],
                           issued=clock.now() - timedelta(days=10), valid=timedelta(days=1))
     assert_refused(db, settings, expired, "the pack expired at")
-    # A pack issued "in the future" (by this host's clock) moves the clock floor forward...
+    # Far "in the future" by this clock is refused: it would raise the clock floor past valid packs.
+    assert_refused(db, settings, signed_pack(CORE, tmp_path / "far", [test_trust.pack_key],
+                                             issued=clock.now() + timedelta(days=5)), "ahead of this appliance's clock")
+    # A pack issued a day ahead (clock skew) moves the clock floor forward...
     future = signed_pack(CORE, tmp_path / "future", [test_trust.pack_key], edit=bump(2),
-                         issued=clock.now() + timedelta(days=3))
+                         issued=clock.now() + timedelta(days=1))
     assert import_pack(db, settings, future, actor=Actor.cli()).version == 2
     # ...so a pack that expires before that floor stays expired, even though this clock says otherwise.
     stale = signed_pack(CORE, tmp_path / "stale", [test_trust.pack_key], edit=bump(3),
-                        issued=clock.now() - timedelta(days=1), valid=timedelta(days=2))
+                        issued=clock.now() - timedelta(days=1), valid=timedelta(hours=36))
     error = assert_refused(db, settings, stale, "a clock set back does not make it valid")
     assert "accepted a pack issued at" in error.message
 
@@ -343,12 +346,17 @@ def test_a_pack_changed_on_disk_after_activation_is_refused_at_load(fresh: tuple
         fh.write("\n# edited on the appliance\n")
     ruleset = load_ruleset(db, settings)
     assert ruleset.packs == [] and "no longer matches its signed manifest" in ruleset.refused[0].message
+    # Importing the same signed pack again repairs the folder.
+    repaired = import_pack(db, settings, test_trust.packs["secure-coding-core"], actor=Actor.cli())
+    assert repaired.outcome == "repaired"
+    assert [p.id for p in load_ruleset(db, settings).packs] == ["secure-coding-core"]
 
 
 def test_root_rotation_needs_both_thresholds_and_moves_pack_keys(fresh: tuple[Database, Settings], test_trust: Trust,
                                                                  tmp_path: Path) -> None:
     db, settings = fresh
     assert current_root(db, settings).version == 1
+    import_pack(db, settings, test_trust.packs["secure-coding-core"], actor=Actor.cli())
     new_root_key, new_pack_key = tmp_path / "root2.pem", tmp_path / "pack2.pem"
     generate_key(new_root_key)
     generate_key(new_pack_key)
@@ -372,10 +380,13 @@ def test_root_rotation_needs_both_thresholds_and_moves_pack_keys(fresh: tuple[Da
         update_root(db, settings, root_v(3, [test_trust.root_key, new_root_key]), actor=Actor.cli())
     update_root(db, settings, root_v(2, [test_trust.root_key, new_root_key]), actor=Actor.cli())
     assert current_root(db, settings).version == 2
-    # The old pack key is no longer trusted; the new one is.
+    # The old pack key is no longer trusted: the active pack it signed stops at load, and its tar is refused.
+    refused = load_ruleset(db, settings)
+    assert refused.packs == [] and "current trust root" in refused.refused[0].message
     assert_refused(db, settings, test_trust.packs["secure-coding-core"], "0 valid signature(s)")
-    assert import_pack(db, settings, signed_pack(CORE, tmp_path / "new-key", [new_pack_key]),
-                       actor=Actor.cli()).outcome == "activated"
+    newer = signed_pack(CORE, tmp_path / "new-key", [new_pack_key], edit=bump(2))
+    assert import_pack(db, settings, newer, actor=Actor.cli()).outcome == "activated"
+    assert [p.version for p in load_ruleset(db, settings).packs] == [2]
     with db.read() as tx:
         actions = [r[0] for r in tx.rows(
             "SELECT action FROM audit_events WHERE action LIKE 'packs:root:%' ORDER BY seq")]
@@ -402,3 +413,21 @@ def test_import_from_a_read_only_mount(test_trust: Trust, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     # The folder was signed after the tar: the same content, re-issued with a later expiry, renews it.
     assert "activated secure-coding-core" in result.stdout and "renewed   secure-coding-core" in result.stdout
+
+
+def test_a_template_takes_the_packs_active_at_review_time(fresh: tuple[Database, Settings], test_trust: Trust) -> None:
+    from appliance.packs import set_selection
+    from appliance.packs.selection import resolve_selection
+
+    db, settings = fresh
+    import_pack(db, settings, test_trust.packs["secure-coding-core"], actor=Actor.cli())
+    chosen = set_selection(db, repository="gov/app", actor=Actor.cli(), template="government")
+    assert chosen["packs"] == ["secure-coding-core"] and chosen["strict"] is True
+    for pack in ("secure-coding", "nist-800-53"):
+        if pack in test_trust.packs:
+            import_pack(db, settings, test_trust.packs[pack], actor=Actor.cli())
+    with db.read() as tx:
+        resolved = resolve_selection(tx, "gov/app")
+    expected = [p for p in ("nist-800-53", "secure-coding", "secure-coding-core")
+                if p in test_trust.packs]
+    assert resolved["packs"] == expected and resolved["template"] == "government"

@@ -87,3 +87,19 @@ def test_triage_and_the_compliance_report_and_its_audited_exports(client: TestCl
     page = client.get("/admin/packs").text
     assert "Trust root" in page and "secure-coding-core" in page and "development root" in page
     assert "status-fixed" in client.get(f"/reviews/{review['id']}").text
+
+
+def test_a_developer_may_mark_fixed_but_not_accept_a_risk(client: TestClient[Any], admin_token: str,
+                                                           db: Database) -> None:
+    response = client.post("/api/v1/reviews?model=false&repository=dev/app", content=DIFF.encode(),
+                           headers={**bearer(admin_token), "Content-Type": "text/x-diff"})
+    run_jobs(client)
+    finding = client.get(response.headers["location"], headers=bearer(admin_token)).json()["findings"][0]
+    assert finding["id"] and finding["status"] == "open" and finding["controls"]
+    dev = create_user(db, username="devin", role="developer", actor=Actor.system(), password="builder-pass-9876")
+    token = create_token(db, dev, name="d", actor=Actor.system()).token
+    accept = client.post(f"/api/v1/findings/{finding['id']}/status", headers=bearer(token),
+                         json={"status": "accepted_risk", "reason": "ship it"})
+    assert accept.status_code == 403 and "reviewer's decision" in accept.json()["message"]
+    fixed = client.post(f"/api/v1/findings/{finding['id']}/status", headers=bearer(token), json={"status": "fixed"})
+    assert fixed.status_code == 200

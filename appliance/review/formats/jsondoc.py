@@ -54,8 +54,9 @@ def review_document(review: dict[str, Any], *, base_url: str = "") -> dict[str, 
     doc = review_summary(review, base_url=base_url)
     doc["files"] = review["files"]
     doc["findings"] = [
-        {k: f[k] for k in ("rank", "source", "rule_id", "pack_id", "pack_version", "path", "line", "severity",
-                           "cwe", "title", "message", "fix", "snippet", "fingerprint")}
+        {k: f.get(k) for k in ("id", "rank", "source", "rule_id", "pack_id", "pack_version", "path", "line",
+                               "severity", "cwe", "title", "message", "fix", "snippet", "fingerprint", "controls",
+                               "status", "status_reason")}
         for f in review["findings"]
     ]
     doc["provenance"] = review["provenance"]

@@ -80,6 +80,11 @@ async def api_set_selection(request: Request[Any, Any, Any]) -> dict[str, Any]:
     packs = body.get("packs")
     if packs is not None and (not isinstance(packs, list) or not all(isinstance(p, str) for p in packs)):
         raise ValidationError('"packs" must be a list of pack ids')
+    if body.get("strict") is not None and not isinstance(body["strict"], bool):
+        raise ValidationError('"strict" must be true or false')
+    for key in ("repository", "template"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise ValidationError(f'"{key}" must be text')
     return await blocking(set_selection, services_of(request).db, repository=body.get("repository") or None,
                           actor=principal_of(request).actor, template=body.get("template"), packs=packs,
                           strict=body.get("strict"))

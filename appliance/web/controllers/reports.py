@@ -28,7 +28,8 @@ def _report(services: Services, repository: str | None, start: str | None, end: 
 
 
 def _export(request: Request[Any, Any, Any], report: dict[str, Any], fmt: str) -> Response[Any]:
-    name = f"compliance-{report['repository'].replace('/', '_')}-{report['period']['from']}-{report['period']['to']}"
+    scope = "".join(c if c.isalnum() or c in "-_." else "_" for c in report["repository"]).strip("_") or "all"
+    name = f"compliance-{scope}-{report['period']['from']}-{report['period']['to']}"
     if fmt == "json":
         return Response(report_json(report), media_type=MediaType.JSON,
                         headers={"content-disposition": f'attachment; filename="{name}.json"'})
@@ -88,8 +89,10 @@ async def api_finding_status(request: Request[Any, Any, Any], finding_id: FromPa
     body = await request.json()
     if not isinstance(body, dict) or not isinstance(body.get("status"), str):
         raise ValidationError('send {"status": "...", "reason": "..."}')
+    principal = principal_of(request)
     return await blocking(set_finding_status, services_of(request).db, finding_id, body["status"],
-                          actor=principal_of(request).actor, reason=str(body.get("reason") or ""))
+                          actor=principal.actor, reason=str(body.get("reason") or ""),
+                          may_accept=principal.can(Permission.FINDINGS_ACCEPT))
 
 
 @post("/findings/{finding_id:int}/status", guards=[requires(Permission.FINDINGS_TRIAGE)], include_in_schema=False)
@@ -97,8 +100,10 @@ async def finding_status_form(request: Request[Any, Any, Any], finding_id: FromP
     form = await request.form()
     back = safe_next(str(form.get("next") or ""), default="/reviews")
     try:
+        principal = principal_of(request)
         await blocking(set_finding_status, services_of(request).db, finding_id, str(form.get("status") or ""),
-                       actor=principal_of(request).actor, reason=str(form.get("reason") or ""))
+                       actor=principal.actor, reason=str(form.get("reason") or ""),
+                       may_accept=principal.can(Permission.FINDINGS_ACCEPT))
     except ApplianceError as exc:
         return Template(template_name="error.html", status_code=exc.status_code, context=page_context(
             request, title="Decision not recorded", message=exc.message, status=exc.status_code))
