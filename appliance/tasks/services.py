@@ -11,11 +11,13 @@ import threading
 from typing import Any
 
 from appliance.audit import Actor, AuditTag, RepeatGate, record_event
+from appliance.audit.checkpoints import load_key, make_checkpoint
 from appliance.config import Settings
 from appliance.inference import ModelRuntime
 from appliance.packs import load_ruleset
 from appliance.review.engine import RuleSet
 from appliance.store import Database, Migration, Transaction, migrate
+from appliance.tasks.audit_worker import AuditWorker
 from appliance.tasks.queue import JobQueue
 
 __all__ = ["Services", "open_database"]
@@ -46,6 +48,9 @@ class Services:
         self.runtime = ModelRuntime(settings)
         # Refusals an anonymous client can provoke are audited through this gate (see audit/gate.py).
         self.refusal_gate = RepeatGate()
+        # A user re-reading the same review within audit_view_minutes is recorded once (see web/controllers).
+        self.view_gate = RepeatGate(burst=1, window_seconds=settings.audit_view_minutes * 60.0)
+        self.audit_worker = AuditWorker(settings, self.db)
         self._ruleset: RuleSet | None = None
         self._ruleset_lock = threading.Lock()
         self.queue = JobQueue(settings, self.db, lambda: self.ruleset, self.runtime)
@@ -71,7 +76,9 @@ class Services:
         with self.db.write() as tx:
             record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), target="service",
                          details={"workers": count, "data_dir": str(self.settings.data_dir)})
+        load_key(self.db, self.settings.data_dir)  # created (and audited) on first start
         _ = self.ruleset
+        self.audit_worker.start()
 
         def bring_up() -> None:
             self.runtime.load(self.db)
@@ -87,9 +94,12 @@ class Services:
             self._model_thread.join(timeout=120)
         self.runtime.close()
         self.queue.stop()
+        self.audit_worker.stop()
         try:
             with self.db.write() as tx:
                 record_event(tx, AuditTag.SYSTEM_SERVICE_STOPPED, Actor.system(), target="service")
+            # The stop is the last event of this run: sign it, so the log's end is covered when it rests.
+            make_checkpoint(self.db, self.settings.data_dir)
         except Exception:  # a full disk must not stop the shutdown
             log.exception("could not record the service stop")
 
@@ -113,6 +123,8 @@ class Services:
         model = self.runtime.describe()
         model["ok"] = model["status"] in ("ready", "unavailable", "disabled")
         checks["model"] = model
+        checks["audit"] = {"ok": self.audit_worker.alive() or self._model_thread is None,
+                           "worker": self.audit_worker.alive()}
         rules = self._ruleset
         checks["packs"] = {"ok": rules is not None,
                            "active": [p.provenance() for p in rules.packs] if rules else [],
