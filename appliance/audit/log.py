@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from appliance import clock
 from appliance.audit.chain import COLUMNS
 from appliance.audit.checkpoints import Checkpoint, checkpoint_dir, load_key, read_checkpoint_file, stored_checkpoints
 from appliance.audit.keys import PublicKey
@@ -16,7 +18,7 @@ from appliance.audit.verify import ROW_SQL, Gap, VerifyReport, verify_rows
 from appliance.errors import NotFoundError, ValidationError
 from appliance.store import Database, Transaction
 
-__all__ = ["EventFilter", "get_event", "iter_rows", "load_gaps", "search_events", "verify_database"]
+__all__ = ["EventFilter", "get_event", "iter_rows", "load_gaps", "moment", "search_events", "verify_database"]
 
 _CHUNK = 20_000
 _SEQ_INDEX = COLUMNS.index("seq")
@@ -59,9 +61,9 @@ class EventFilter:
             params.append(self.target)
         if self.since:
             clauses.append("at >= ?")
-            params.append(_moment(self.since, "since"))
+            params.append(moment(self.since, "since"))
         if self.until:
-            until = _moment(self.until, "until")
+            until = moment(self.until, "until")
             if len(self.until) == 10:  # a date: up to the end of that day
                 until = until[:10] + "T23:59:59.999999Z"
                 clauses.append("at <= ?")
@@ -77,17 +79,20 @@ class EventFilter:
         return (" AND ".join(clauses) or "1"), params
 
 
-def _moment(text: str, name: str) -> str:
-    from appliance import clock
+def moment(text: str, name: str) -> str:
+    """An ISO date or time as the database's UTC text (a time without a zone is taken as UTC).
 
+    Raises:
+        ValidationError: the text is neither.
+    """
     try:
-        moment = clock.from_iso(text if "T" in text else text + "T00:00:00Z")
+        when = clock.from_iso(text if "T" in text else text + "T00:00:00Z")
     except ValueError as exc:
         raise ValidationError(f"{name} must be an ISO date or time (2026-11-24 or 2026-11-24T12:00:00Z), "
                               f"got {text!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=clock.now().tzinfo)
-    return clock.iso(moment)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return clock.iso(when)
 
 
 def _event(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from litestar.template import TemplateConfig
 from appliance import __version__
 from appliance.config import Settings
 from appliance.tasks.services import Services
-from appliance.web.controllers import api, auth, dashboard, docs, health
+from appliance.web.controllers import api, audit, auth, dashboard, docs, health
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.security import csrf_guard, principal_middleware, security_headers_middleware
 from appliance.web.templating import register_filters
@@ -69,6 +69,9 @@ def create_app(settings: Settings, services: Services | None = None, *, start_wo
             dashboard.review_page, dashboard.tokens_page, dashboard.token_create, dashboard.token_revoke,
             api.create_review, api.list_review_summaries, api.get_review, api.get_review_sarif,
             api.get_review_markdown, api.list_model_entries, api.list_active_packs,
+            audit.audit_list, audit.audit_key, audit.audit_event, audit.audit_export_get, audit.audit_export_post,
+            audit.audit_verify, audit.audit_verify_post, audit.audit_page, audit.audit_verify_page,
+            audit.audit_event_page,
             docs.docs_index, docs.docs_page, docs.api_explorer, docs.swagger_asset,
             create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False,
                                        send_as_attachment=False),
