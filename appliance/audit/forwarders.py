@@ -158,37 +158,48 @@ def syslog_frame(row: tuple[Any, ...], hostname: str) -> bytes:
     return f"{len(message)} ".encode("ascii") + message
 
 
+def _await_close(sock: socket.socket, target: str, timeout: float) -> None:
+    """Half-close and wait for the collector to close its side: it has then read all we sent."""
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sock.recv(4096):
+            return
+    raise ForwardError(f"{target} did not close the connection within {timeout:g} s")
+
+
 def _send_syslog(forwarder: Forwarder, rows: list[tuple[Any, ...]], timeout: float) -> None:
     host, _, port = forwarder.target.rpartition(":")
     host = host.strip("[]")
     payload = b"".join(syslog_frame(r, socket.gethostname()) for r in rows)
-    raw = socket.create_connection((host, int(port)), timeout=timeout)
     try:
-        sock: socket.socket = raw
-        if forwarder.kind == "syslog-tls":
-            context = ssl.create_default_context(cafile=forwarder.ca_file)  # CERT_REQUIRED, names checked
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            sock = context.wrap_socket(raw, server_hostname=host)
-        sock.sendall(payload)
-        # No acknowledgements in syslog: half-close and wait for the collector to close its side, which it does
-        # after reading everything we sent. A collector that dies mid-batch resets or times out instead.
-        if isinstance(sock, ssl.SSLSocket):
-            try:
-                sock = sock.unwrap()
-            except (ssl.SSLError, OSError):
-                sock = raw
-        sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not sock.recv(4096):
-                return
-        raise ForwardError(f"{forwarder.target} did not close the connection within {timeout:g} s")
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except OSError as exc:
+        raise ForwardError(f"{forwarder.target}: {exc.strerror or exc}") from exc
+    try:
+        if forwarder.kind == "syslog-tcp":
+            sock.sendall(payload)
+            _await_close(sock, forwarder.target, timeout)
+            return
+        # RFC 5425: TLS, the collector's certificate checked (CERT_REQUIRED, host name or IP address matched).
+        context = ssl.create_default_context(cafile=forwarder.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls = context.wrap_socket(sock, server_hostname=host)  # owns the descriptor from here on
+        sock = tls
+        tls.sendall(payload)
+        try:
+            # close_notify both ways (RFC 5425 §4.4); a collector that answers by closing the connection has also
+            # read everything before our close_notify.
+            sock = tls.unwrap()
+        except ssl.SSLEOFError:
+            return
+        _await_close(sock, forwarder.target, timeout)
     except ssl.SSLCertVerificationError as exc:
         raise ForwardError(f"the certificate of {forwarder.target} does not verify: {exc.verify_message}") from exc
     except (OSError, ssl.SSLError) as exc:
         raise ForwardError(f"{forwarder.target}: {exc.strerror or exc}") from exc
     finally:
-        raw.close()
+        sock.close()
 
 
 def _secret(forwarder: Forwarder) -> bytes:
