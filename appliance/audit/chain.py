@@ -33,7 +33,7 @@ COLUMNS = ("action", "actor_display", "actor_id", "actor_kind", "actor_name", "a
 # RFC 8785 §3.2.2.2 serializes strings as ECMAScript's JSON.stringify does: '"' and '\' escaped, the
 # control characters as \b \t \n \f \r or \u00xx (lowercase hex), everything else literal. That is exactly
 # what CPython's C encoder does with ensure_ascii off, for text without lone surrogates (clean_text).
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring
 
 
 def clean_text(value: str) -> str:
@@ -84,7 +84,7 @@ def canonical_event(row: Sequence[Any]) -> bytes:
     return (f'{{"action":{_text(action)},"actor_display":{_text(display)},"actor_id":{_text(actor_id)},'
             f'"actor_kind":{_text(kind)},"actor_name":{_text(name)},"at":{_text(at)},"details":{details},'
             f'"outcome":{_text(outcome)},"seq":{_text(seq)},"source_addr":{_text(addr)},'
-            f'"target":{_text(target)}}}').encode("utf-8")
+            f'"target":{_text(target)}}}').encode()
 
 
 def event_hash(prev_hash: str, row: Sequence[Any]) -> str:

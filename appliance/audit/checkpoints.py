@@ -56,7 +56,7 @@ class Checkpoint:
     def message(self) -> bytes:
         """The signed bytes: the first six lines of the text."""
         return (f"{MAGIC}\nappliance: {self.appliance_id}\nsize: {self.size}\nhead: {self.head}\n"
-                f"time: {self.at}\nkey: {self.key_id}\n").encode("utf-8")
+                f"time: {self.at}\nkey: {self.key_id}\n").encode()
 
     def text(self) -> str:
         return self.message().decode("utf-8") + f"signature: {self.signature}\n"

@@ -100,7 +100,8 @@ def add_forwarder(db: Database, *, name: str, kind: str, target: str, actor: Act
         raise ValidationError("a forwarder name is 1-64 letters, digits, '.', '_' or '-'")
     _check_target(kind, target)
     if kind in ("webhook", "splunk-hec") and not secret_file:
-        raise ValidationError(f"a {kind} forwarder needs --secret-file (the {'HMAC key' if kind == 'webhook' else 'HEC token'})")
+        what = "the HMAC key" if kind == "webhook" else "the HEC token"
+        raise ValidationError(f"a {kind} forwarder needs --secret-file ({what})")
     for label, path in (("ca_file", ca_file), ("secret_file", secret_file)):
         if path and not Path(path).is_file():
             raise ValidationError(f"{label} {path} does not exist")
@@ -115,7 +116,8 @@ def add_forwarder(db: Database, *, name: str, kind: str, target: str, actor: Act
                      details={"kind": kind, "target": target, "ca_file": ca_file, "secret_file": secret_file,
                               "from_seq": cursor + 1})
         row = tx.one("SELECT * FROM audit_forwarders WHERE id = ?", (forwarder_id,))
-    assert row is not None
+    if row is None:  # unreachable: inserted above in the same transaction
+        raise NotFoundError(f"forwarder {name!r} vanished")
     return Forwarder.from_row(row)
 
 

@@ -21,6 +21,8 @@ from appliance.store import Database, Transaction
 __all__ = ["EventFilter", "get_event", "iter_rows", "load_gaps", "moment", "search_events", "verify_database"]
 
 _CHUNK = 20_000
+# Events a page may scan for filters no index serves (text, outcome, an area); a page costs ~1 µs per event.
+SCAN_WINDOW = 50_000
 _SEQ_INDEX = COLUMNS.index("seq")
 _OUTCOMES = ("success", "failure", "denied")
 
@@ -102,33 +104,57 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_events(db: Database, flt: EventFilter, *, before: int | None = None, after: int | None = None,
-                  limit: int = 50) -> dict[str, Any]:
+                  limit: int = 50, scan_window: int = SCAN_WINDOW) -> dict[str, Any]:
     """One page of events, newest first, keyed by seq (``before``/``after`` are exclusive seq bounds).
 
-    Pages walk the primary key backwards from ``before`` and stop after ``limit`` matches, so a page costs
-    the same at the start and at the end of a million events."""
+    The cost of a page stays flat at a million events: filters on actor, target or one action ride their
+    ``(column, seq)`` index; a date range becomes a seq range first (through the index on ``at``); the other
+    filters (text, outcome, an area such as ``auth``) scan at most ``scan_window`` events per page, and a
+    page that found fewer than ``limit`` in its window says where to go on (``next_before``, ``scanned_from``).
+    """
     limit = max(1, min(limit, 500))
     where, params = flt.where()
-    if before is not None:
-        where += " AND seq < ?"
-        params.append(before)
-    if after is not None:
-        where += " AND seq > ?"
-        params.append(after)
-    order = "ASC" if after is not None and before is None else "DESC"
     with db.read() as tx:
-        rows = tx.query(f"SELECT * FROM audit_events WHERE {where} ORDER BY seq {order} LIMIT ?",  # noqa: S608
-                        (*params, limit + 1))
-        head = tx.scalar("SELECT MAX(seq) FROM audit_events") or 0
+        head = int(tx.scalar("SELECT MAX(seq) FROM audit_events") or 0)
+        low, high = 1, head
+        if flt.since:
+            found = tx.scalar("SELECT MIN(seq) FROM audit_events WHERE at >= ?", (moment(flt.since, "since"),))
+            low = found if found is not None else head + 1
+        if flt.until:
+            bound = moment(flt.until, "until")
+            op, bound = ("<=", bound[:10] + "T23:59:59.999999Z") if len(flt.until) == 10 else ("<", bound)
+            found = tx.scalar(f"SELECT MAX(seq) FROM audit_events WHERE at {op} ?", (bound,))  # noqa: S608
+            high = found if found is not None else 0
+        ascending = after is not None and before is None
+        if before is not None:
+            high = min(high, before - 1)
+        if after is not None:
+            low = max(low, after + 1)
+        floor, ceiling = low, high
+        indexed = bool(flt.actor or flt.target or flt.action.count(":") == 2)
+        scanned: int | None = None  # how far a windowed scan went: its lowest seq (or highest, going up)
+        if not indexed and (flt.text or flt.outcome or flt.action):
+            if ascending:
+                high = scanned = min(high, low + scan_window - 1)
+            else:
+                low = scanned = max(low, high - scan_window + 1)
+        rows = tx.query(f"SELECT * FROM audit_events WHERE {where} AND seq >= ? AND seq <= ? "  # noqa: S608
+                        f"ORDER BY seq {'ASC' if ascending else 'DESC'} LIMIT ?", (*params, low, high, limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
-    if order == "ASC":
+    if ascending:
         rows.reverse()
     events = [_event(r) for r in rows]
-    return {"events": events, "head": head,
-            "next_before": events[-1]["seq"] if events and (more or order == "ASC") else None,
-            "prev_after": events[0]["seq"] if events and (order == "DESC" and before is not None or
-                                                           order == "ASC" and more) else None}
+    if ascending:
+        window_left = scanned is not None and scanned < ceiling
+        prev_after = events[0]["seq"] if more else (scanned if window_left else None)
+        next_before = events[-1]["seq"] if events else (after + 1 if after is not None else None)
+    else:
+        window_left = scanned is not None and scanned > floor
+        next_before = events[-1]["seq"] if more else (scanned if window_left else None)
+        prev_after = (events[0]["seq"] if events else high) if before is not None else None
+    return {"events": events, "head": head, "next_before": next_before, "prev_after": prev_after,
+            "scanned_from": scanned if not ascending else None}
 
 
 def get_event(db: Database, seq: int) -> dict[str, Any]:

@@ -119,8 +119,9 @@ def release_hold(db: Database, hold_id: int, *, actor: Actor) -> None:
 
 def list_holds(db: Database, *, active_only: bool = False) -> list[dict[str, Any]]:
     with db.read() as tx:
-        return tx.query("SELECT * FROM audit_legal_holds" + (" WHERE released_at IS NULL" if active_only else "")
-                        + " ORDER BY id")
+        if active_only:
+            return tx.query("SELECT * FROM audit_legal_holds WHERE released_at IS NULL ORDER BY id")
+        return tx.query("SELECT * FROM audit_legal_holds ORDER BY id")
 
 
 @dataclass
@@ -205,13 +206,13 @@ def purge(db: Database, data_dir: Path, *, actor: Actor, dry_run: bool = False, 
             result.events = 0
             return result
         checkpoint = checkpoint_in(tx, key, data_dir) or latest_checkpoint(tx)
-        assert checkpoint is not None
+        if checkpoint is None:  # unreachable: the log has events, so there is a head to sign
+            raise ConflictError("the log has no head to checkpoint")
         head = int(tx.scalar("SELECT MAX(seq) FROM audit_events"))
         marker_seq = head + 1
         runs = _runs(seqs)
-        hashes = dict(tx.rows(f"SELECT seq, hash FROM audit_events WHERE seq IN ({','.join('?' * len(runs))})",
-                              [last for _, last in runs]))
-        gaps = [Gap(first, last, hashes[last], marker_seq) for first, last in runs]
+        gaps = [Gap(first, last, str(tx.scalar("SELECT hash FROM audit_events WHERE seq = ?", (last,))), marker_seq)
+                for first, last in runs]
         stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
         path = archive_dir(data_dir) / f"purge-{stamp}-seq{seqs[0]}-{seqs[-1]}.jsonl"
         write_export_file(path, lambda fh: write_export(tx, key, fh, seqs=seqs, kind="archive",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.audit.chain import COLUMNS, GENESIS, event_hash
+from appliance.audit.chain import COLUMNS, GENESIS, canonical_details, event_hash
 from appliance.audit.checkpoints import Checkpoint
 from appliance.audit.keys import PublicKey
 
@@ -83,8 +83,8 @@ class VerifyReport:
                     f"{self.checkpoints} checkpoint(s) checked"
                     + (f", newest at size {self.newest_checkpoint}" if self.newest_checkpoint else "")
                     + (f"; {self.gaps} purged range(s) declared by signed markers" if self.gaps else ""))
-        assert self.problem is not None
-        return f"FAILED at seq {self.problem.seq}: {self.problem.kind}: {self.problem.message}"
+        problem = self.problem or Problem(0, "malformed", "unknown")
+        return f"FAILED at seq {problem.seq}: {problem.kind}: {problem.message}"
 
 
 def ranges_digest(gaps: Sequence[Gap]) -> str:
@@ -96,8 +96,6 @@ def ranges_digest(gaps: Sequence[Gap]) -> str:
 
 def marker_statement(details: dict[str, Any]) -> bytes:
     """The bytes a purge marker's ``signature`` signs: its details without the signature, canonical."""
-    from appliance.audit.chain import canonical_details
-
     return canonical_details({k: v for k, v in details.items() if k != "signature"}).encode("utf-8")
 
 
@@ -229,10 +227,10 @@ def verify_rows(rows: Iterable[Sequence[Any]], *, gaps: Sequence[Gap] = (), chec
         end = report.size
         for size, cp in sorted(by_size.items()):
             if size <= end:
-                gap = gap_by_last.get(size)
-                if gap is not None and gap.last_hash != cp.head:
+                purged = gap_by_last.get(size)
+                if purged is not None and purged.last_hash != cp.head:
                     report.fail(Problem(size, "recomputed", f"checkpoint at size {size} signs head {cp.head}, "
-                                        f"but the purge recorded {gap.last_hash}"))
+                                        f"but the purge recorded {purged.last_hash}"))
                 continue
             if size < (report.first_seq or 1):
                 continue

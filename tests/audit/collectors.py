@@ -142,7 +142,7 @@ class HttpCollector:
         self.fail = False
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if collector.fail:
                     self.send_response(503)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import shutil
@@ -50,7 +51,7 @@ def test_canonical_event_is_rfc8785(db: Database) -> None:
                      target=HOSTILE, outcome="failure", details={"z": HOSTILE, "a": [1.5, 2, None, True],
                                                                  "\u00e9": {"y": 1, "x": "\t"}})
     with db.read() as tx:
-        row = tx.rows(f"SELECT {', '.join(COLUMNS)}, prev_hash, hash FROM audit_events ORDER BY seq DESC LIMIT 1")[0]
+        row = tx.rows(f"SELECT {', '.join(COLUMNS)}, prev_hash, hash FROM audit_events ORDER BY seq DESC LIMIT 1")[0]  # noqa: S608
     obj = dict(zip(COLUMNS, row[:len(COLUMNS)], strict=True))
     obj["details"] = json.loads(obj["details"])
     assert canonical_event(row[:len(COLUMNS)]) == rfc8785.dumps(obj)
@@ -67,7 +68,7 @@ def test_the_chain_links_every_event_and_verifies(db: Database, settings: Settin
         rows = tx.rows("SELECT seq, prev_hash, hash FROM audit_events ORDER BY seq")
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[0][1] == GENESIS
-    assert all(b[1] == a[2] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b[1] == a[2] for a, b in itertools.pairwise(rows))
     report = verify(db, settings)
     assert report["ok"] and report["events"] == len(rows) and report["head"] == rows[-1][2]
 
@@ -85,7 +86,7 @@ def test_an_edited_row_with_its_own_hash_recomputed_is_found(db: Database, setti
     fill(db, 100)
     con = attacker(db.path)
     con.execute("UPDATE audit_events SET actor_name = 'mallory' WHERE seq = 41")
-    row = con.one(f"SELECT {', '.join(COLUMNS)}, prev_hash FROM audit_events WHERE seq = 41")
+    row = con.one(f"SELECT {', '.join(COLUMNS)}, prev_hash FROM audit_events WHERE seq = 41")  # noqa: S608
     con.execute("UPDATE audit_events SET hash = ? WHERE seq = 41", (event_hash(row[-1], row[:-1]),))
     report = verify(db, settings)
     assert report["problem"]["seq"] == 41 and report["problem"]["kind"] == "modified"
@@ -103,12 +104,12 @@ def test_two_swapped_rows_are_found(db: Database, settings: Settings) -> None:
     fill(db, 100)
     con = attacker(db.path)
     cols = [c for c in (*COLUMNS, "prev_hash", "hash") if c != "seq"]
-    a = con.one(f"SELECT {', '.join(cols)} FROM audit_events WHERE seq = 30")
-    b = con.one(f"SELECT {', '.join(cols)} FROM audit_events WHERE seq = 31")
+    a = con.one(f"SELECT {', '.join(cols)} FROM audit_events WHERE seq = 30")  # noqa: S608
+    b = con.one(f"SELECT {', '.join(cols)} FROM audit_events WHERE seq = 31")  # noqa: S608
     sets = ", ".join(f"{c} = ?" for c in cols)
-    con.execute(f"UPDATE audit_events SET prev_hash = 'x' || seq WHERE seq IN (30, 31)")
-    con.execute(f"UPDATE audit_events SET {sets} WHERE seq = 30", (*b,))
-    con.execute(f"UPDATE audit_events SET {sets} WHERE seq = 31", (*a,))
+    con.execute("UPDATE audit_events SET prev_hash = 'x' || seq WHERE seq IN (30, 31)")
+    con.execute(f"UPDATE audit_events SET {sets} WHERE seq = 30", (*b,))  # noqa: S608
+    con.execute(f"UPDATE audit_events SET {sets} WHERE seq = 31", (*a,))  # noqa: S608
     report = verify(db, settings)
     assert report["problem"]["seq"] == 30 and report["problem"]["kind"] == "reordered"
 
@@ -122,7 +123,7 @@ def test_an_inserted_row_is_found(db: Database, settings: Settings) -> None:
     prev = con.one("SELECT hash FROM audit_events WHERE seq = 19")[0]
     forged = ("auth:user:created", "", None, "cli", "cli:mallory", "2026-11-24T12:00:00.000000Z", "{}", "success", 20,
               "local", "user:mallory")
-    con.execute(f"INSERT INTO audit_events ({', '.join(COLUMNS)}, prev_hash, hash) VALUES "
+    con.execute(f"INSERT INTO audit_events ({', '.join(COLUMNS)}, prev_hash, hash) VALUES "  # noqa: S608
                 f"({', '.join('?' * len(COLUMNS))}, ?, ?)", (*forged, prev, event_hash(prev, forged)))
     report = verify(db, settings)
     assert report["problem"]["seq"] == 20 and report["problem"]["kind"] == "inserted"

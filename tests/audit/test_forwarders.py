@@ -55,7 +55,7 @@ def test_a_syslog_frame_is_rfc5424_with_octet_counting_and_user_text_cannot_forg
     length, _, message = frame.partition(b" ")
     assert int(length) == len(message)  # RFC 6587 §3.4.1
     assert message.startswith(b"<108>1 ")  # facility 13 (log audit), severity 4 for a failure; version 1
-    header, bom, body = message.partition(b"\xef\xbb\xbf")
+    header, _bom, body = message.partition(b"\xef\xbb\xbf")
     assert header.split(b" ")[2:6] == [b"appliance-01", b"cortex", b"-", b"audit"]
     assert b"\n" not in body and json.loads(body)["target"] == f"user:{HOSTILE}"
     assert json.loads(body)["hash"] == row[-1]
@@ -124,7 +124,7 @@ def test_syslog_over_tls_checks_the_collectors_certificate(db: Database, tmp_pat
         events(db, 7)
         wrong = add_forwarder(db, name="wrong-ca", kind="syslog-tls", target=f"127.0.0.1:{rsyslog.port}",
                               actor=Actor.cli(), ca_file=str(other_ca))
-        with pytest.raises(ForwardError, match="certificate .* does not verify"):
+        with pytest.raises(ForwardError, match=r"certificate .* does not verify"):
             deliver(db, wrong.id, appliance_id="a")
         good = add_forwarder(db, name="siem-tls", kind="syslog-tls", target=f"127.0.0.1:{rsyslog.port}",
                              actor=Actor.cli(), ca_file=str(ca))

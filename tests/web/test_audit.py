@@ -118,8 +118,8 @@ def test_review_views_and_exports_are_audited_once_per_window(client: TestClient
     for _ in range(3):
         assert client.get(f"/reviews/{review}").status_code == 200
     with db.read() as tx:
-        rows = tx.query("SELECT action, actor_kind, actor_display, details FROM audit_events "
-                        "WHERE target = ? AND action IN ('review:review:viewed', 'review:review:exported') ORDER BY seq",
+        rows = tx.query("SELECT action, actor_kind, actor_display, details FROM audit_events WHERE target = ? "
+                        "AND action IN ('review:review:viewed', 'review:review:exported') ORDER BY seq",
                         (f"review:{review}",))
     seen = [(r["action"], r["actor_kind"], json.loads(r["details"])) for r in rows]
     assert seen == [("review:review:viewed", "token", {"via": "api"}),
@@ -146,3 +146,30 @@ def test_the_audit_page_is_not_for_developers(client: TestClient[Any], db: Datab
     sign_in(client, "dev")
     assert client.get("/audit").status_code == 403
     assert 'href="/audit"' not in client.get("/reviews").text
+
+
+def test_a_search_no_index_serves_scans_a_bounded_window_and_says_where_to_go_on(db: Database) -> None:
+    from appliance.audit import AuditTag, record_event
+    from appliance.audit.log import EventFilter, search_events
+
+    with db.write() as tx:
+        for n in range(300):
+            record_event(tx, AuditTag.REVIEW_REVIEW_VIEWED, Actor.system(), target=f"review:{n}",
+                         details={"needle": n % 100 == 0})
+    flt = EventFilter(text='"needle":true')
+    seen: list[int] = []
+    page = search_events(db, flt, limit=2, scan_window=40)
+    pages = 0
+    while True:
+        pages += 1
+        seen += [e["seq"] for e in page["events"]]
+        if page["next_before"] is None:
+            break
+        page = search_events(db, flt, limit=2, scan_window=40, before=page["next_before"])
+    with db.read() as tx:
+        expected = [r[0] for r in tx.rows("SELECT seq FROM audit_events WHERE details LIKE '%\"needle\":true%' "
+                                          "ORDER BY seq DESC")]
+    assert seen == expected and len(expected) == 3 and pages > 3  # several empty windows on the way
+    # Going back up (newer) from the oldest match returns to where we were.
+    up = search_events(db, flt, limit=2, scan_window=400, after=expected[-1])
+    assert [e["seq"] for e in up["events"]] == expected[:2]

@@ -12,6 +12,7 @@ from litestar import Request
 from appliance import __version__
 from appliance.auth import Principal
 from appliance.errors import AuthenticationError
+from appliance.review.service import record_review_access
 from appliance.tasks.services import Services
 
 __all__ = ["blocking", "note_review_access", "page_context", "principal_of", "safe_next", "services_of"]
@@ -58,7 +59,5 @@ async def note_review_access(request: Request[Any, Any, Any], review_id: int, *,
     repeats = services.view_gate.admit(f"{principal.user.id}:{review_id}:{via}:{exported_as or 'view'}")
     if repeats is None:
         return
-    from appliance.review.service import record_review_access
-
     await blocking(record_review_access, services.db, review_id, actor=principal.actor, via=via,
                    exported_as=exported_as)
