@@ -55,14 +55,35 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_SAFE_INT = 2**53 - 1
+
+
+def _plain(value: Any) -> bool:
+    """Values whose RFC 8785 form is exactly CPython's sorted, compact JSON: text, safe integers, booleans,
+    null, lists of them and objects with ASCII keys (code point order is then UTF-16 order). Floats are not:
+    RFC 8785 prints them as ECMAScript does."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    return False
+
+
 def canonical_details(details: Mapping[str, Any]) -> str:
     """The RFC 8785 text of a details object (as stored in ``audit_events.details``).
 
     Raises:
         ValueError: a value JSON cannot carry exactly (NaN, an integer beyond ±2^53, an unknown type).
     """
+    value = _clean(dict(details))
+    if _plain(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
-        return rfc8785.dumps(_clean(dict(details))).decode("utf-8")
+        return rfc8785.dumps(value).decode("utf-8")
     except (rfc8785.CanonicalizationError, TypeError) as exc:
         raise ValueError(f"audit details cannot be serialized canonically: {exc}") from exc
 
@@ -74,24 +95,32 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    return str(_quote(value))
+    return str(_quote(str(value)))
 
 
 def canonical_event(row: Sequence[Any]) -> bytes:
     """RFC 8785 bytes of one event, ``row`` starting with the values of :data:`COLUMNS` in that order, with
     ``details`` as its stored canonical text (further items, such as the chain fields, are ignored)."""
     action, display, actor_id, kind, name, at, details, outcome, seq, addr, target = row[:11]
-    return (f'{{"action":{_text(action)},"actor_display":{_text(display)},"actor_id":{_text(actor_id)},'
-            f'"actor_kind":{_text(kind)},"actor_name":{_text(name)},"at":{_text(at)},"details":{details},'
-            f'"outcome":{_text(outcome)},"seq":{_text(seq)},"source_addr":{_text(addr)},'
-            f'"target":{_text(target)}}}').encode()
+    try:  # the columns' own types (seq an integer, the NOT NULL ones text): the common, fast path
+        if type(seq) is not int:
+            raise TypeError(seq)
+        text = ('{"action":' + _quote(action) + ',"actor_display":' + _quote(display) + ',"actor_id":'
+                + ("null" if actor_id is None else _quote(actor_id)) + ',"actor_kind":' + _quote(kind)
+                + ',"actor_name":' + _quote(name) + ',"at":' + _quote(at) + ',"details":' + details
+                + ',"outcome":' + _quote(outcome) + ',"seq":' + str(seq) + ',"source_addr":'
+                + ("null" if addr is None else _quote(addr)) + ',"target":' + _quote(target) + "}")
+    except TypeError:  # anything else (an export someone edited): still serialized, so it fails its hash
+        text = (f'{{"action":{_text(action)},"actor_display":{_text(display)},"actor_id":{_text(actor_id)},'
+                f'"actor_kind":{_text(kind)},"actor_name":{_text(name)},"at":{_text(at)},"details":{details},'
+                f'"outcome":{_text(outcome)},"seq":{_text(seq)},"source_addr":{_text(addr)},'
+                f'"target":{_text(target)}}}')
+    return text.encode("utf-8")
 
 
 def event_hash(prev_hash: str, row: Sequence[Any]) -> str:
     """``SHA-256(prev_hash ‖ canonical(event))`` as lowercase hex (``prev_hash`` as its 64 hex characters)."""
-    digest = hashlib.sha256(prev_hash.encode("ascii"))
-    digest.update(canonical_event(row))
-    return digest.hexdigest()
+    return hashlib.sha256(str(prev_hash).encode("ascii", "replace") + canonical_event(row)).hexdigest()
 
 
 def event_object(row: Mapping[str, Any]) -> dict[str, Any]:

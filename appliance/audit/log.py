@@ -40,6 +40,8 @@ class EventFilter:
     until: str = ""  # ISO date or time, exclusive (a bare date means the end of that day)
 
     def where(self) -> tuple[str, list[Any]]:
+        """SQL for the filters except the date range, which :func:`search_events` turns into a seq range
+        (events are appended in time order, under the single writer)."""
         clauses: list[str] = []
         params: list[Any] = []
         if self.actor:
@@ -61,17 +63,6 @@ class EventFilter:
         if self.target:
             clauses.append("target = ?")
             params.append(self.target)
-        if self.since:
-            clauses.append("at >= ?")
-            params.append(moment(self.since, "since"))
-        if self.until:
-            until = moment(self.until, "until")
-            if len(self.until) == 10:  # a date: up to the end of that day
-                until = until[:10] + "T23:59:59.999999Z"
-                clauses.append("at <= ?")
-            else:
-                clauses.append("at < ?")
-            params.append(until)
         if self.text:
             like = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append("(actor_name LIKE ? ESCAPE '\\' OR action LIKE ? ESCAPE '\\' OR target LIKE ? ESCAPE '\\' "
@@ -130,6 +121,9 @@ def search_events(db: Database, flt: EventFilter, *, before: int | None = None, 
             high = min(high, before - 1)
         if after is not None:
             low = max(low, after + 1)
+        if low > high:
+            return {"events": [], "head": head, "next_before": None,
+                    "prev_after": high if before is not None and high < head else None, "scanned_from": None}
         floor, ceiling = low, high
         indexed = bool(flt.actor or flt.target or flt.action.count(":") == 2)
         scanned: int | None = None  # how far a windowed scan went: its lowest seq (or highest, going up)

@@ -11,6 +11,7 @@ are never recorded: a detail key that names one is a programming error.
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from appliance import clock
@@ -28,6 +29,21 @@ _CHAINED = "SELECT 1 FROM pragma_table_info('audit_events') WHERE name = 'hash'"
 _HEAD = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
 _INSERT = ("INSERT INTO audit_events (seq, at, actor_id, actor_name, actor_display, actor_kind, source_addr, "
            "action, target, outcome, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+# Connections known to have the chain columns (they never lose them: migrations are append-only). Until a
+# connection has seen them, each append asks the schema, which only happens while migrations run.
+_CHAINED_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _chained(tx: Transaction) -> bool:
+    connection = tx.connection_token
+    if connection in _CHAINED_CONNECTIONS:
+        return True
+    if tx.scalar(_CHAINED) is None:
+        return False
+    _CHAINED_CONNECTIONS.add(connection)
+    return True
 
 
 def canonical_json(value: Any) -> str:
@@ -82,7 +98,7 @@ def record_event(
     at = clock.now_iso()
     name, display, target = clean_text(actor.name), clean_text(actor.display), clean_text(target)
     addr = None if actor.address is None else clean_text(actor.address)
-    if tx.scalar(_CHAINED) is None:
+    if not _chained(tx):
         # Only while migration 0001's own event is recorded, before 0002 adds the chain columns.
         return tx.insert("audit_events", {
             "at": at, "actor_id": actor.id, "actor_name": name, "actor_kind": actor.kind, "source_addr": addr,

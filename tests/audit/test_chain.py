@@ -255,3 +255,20 @@ def test_events_written_before_the_chain_are_sealed_by_the_migration(settings: S
             tx.execute("UPDATE audit_events SET hash = 'x' WHERE seq = 1")
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("details", [
+    {"b": 1, "a": HOSTILE, "c": [None, True, False, {"z": "y"}]},
+    {"seconds": 0.1, "tiny": 1e-7, "big": 1e21, "neg": -0.0},
+    {"\u00e9": 1, "\U0001f600": 2, "\ue000": 3, "a": {"\u00e9": "x"}},
+    {"n": 2**53 - 1, "m": -(2**53 - 1)},
+])
+def test_stored_details_are_rfc8785(details: dict[str, object]) -> None:
+    from appliance.audit.chain import canonical_details
+
+    assert canonical_details(details) == rfc8785.dumps(details).decode()
+
+
+def test_details_json_cannot_carry_exactly_are_refused(db: Database) -> None:
+    with pytest.raises(ValueError, match="canonically"), db.write() as tx:
+        record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), details={"n": 2**60})

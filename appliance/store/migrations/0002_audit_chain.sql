@@ -7,8 +7,9 @@
 ALTER TABLE audit_events ADD COLUMN actor_display TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
 ALTER TABLE audit_events ADD COLUMN hash TEXT;
--- Two events claiming the same predecessor would be a fork of the chain.
-CREATE UNIQUE INDEX audit_events_prev_hash ON audit_events (prev_hash);
+-- No index on prev_hash: its random keys would make every append a random B-tree insert. Forks cannot happen
+-- (the head is read and the next event appended in one BEGIN IMMEDIATE transaction under the single writer),
+-- and verification reports two events claiming one predecessor as "inserted".
 CREATE INDEX audit_events_actor ON audit_events (actor_name, seq);
 CREATE INDEX audit_events_target ON audit_events (target, seq);
 
