@@ -139,6 +139,10 @@ def write_export(tx: Transaction, key: AuditKey, out: IO[bytes], *, fmt: str = "
     last = min(last if last is not None else head, head)
     if seqs is not None:
         first, last = (min(seqs), max(seqs)) if seqs else (0, -1)
+    if seqs is None and first <= last:
+        # The range's ends as present events (a retention purge may have removed the seqs asked for).
+        bounds = tx.rows("SELECT MIN(seq), MAX(seq) FROM audit_events WHERE seq >= ? AND seq <= ?", (first, last))[0]
+        first, last = (bounds[0], bounds[1]) if bounds[0] is not None else (first, first - 1)
     if first > last:
         raise ValidationError(f"no audit events in the range {first}..{last} (the log ends at seq {head})")
     writer = _Writer(out, fmt)
@@ -155,8 +159,11 @@ def write_export(tx: Transaction, key: AuditKey, out: IO[bytes], *, fmt: str = "
         info.events += 1
         last_row = row
     if kind == "export":
-        gaps = [g for g in load_gaps(tx) if g.last_seq >= first and g.first_seq <= last]
-        markers_needed = {g.marker_seq for g in gaps if not first <= g.marker_seq <= last}
+        every_gap = load_gaps(tx)
+        cited = {g.marker_seq for g in every_gap if g.last_seq >= first and g.first_seq <= last}
+        # All the gaps of each marker cited, so the marker's digest over its ranges can be checked.
+        gaps = [g for g in every_gap if g.marker_seq in cited]
+        markers_needed = {seq for seq in cited if not first <= seq <= last}
         for gap in gaps:
             writer.record("gap", extra={"first_seq": gap.first_seq, "last_seq": gap.last_seq,
                                         "last_hash": gap.last_hash, "marker_seq": gap.marker_seq})

@@ -39,6 +39,9 @@ __all__ = ["PurgeResult", "archive_dir", "clear_policy", "list_holds", "list_pol
            "release_hold", "set_policy"]
 
 _CLASS = re.compile(r"^[a-z]+(:[a-z_]+){0,2}$")
+# Events one purge removes at most: it holds the single writer while it archives and deletes, and other
+# writers wait at most busy_timeout (15 s). The next run (hourly, or `cortex audit purge` again) goes on.
+PURGE_BATCH = 50_000
 
 
 def archive_dir(data_dir: Path) -> Path:
@@ -196,12 +199,13 @@ def purge(db: Database, data_dir: Path, *, actor: Actor, dry_run: bool = False, 
                                       "by_class": counts})
         raise ConflictError(message, details={"holds": [h["id"] for h in blocking]})
     result.by_class = counts
-    result.events = len(seqs)
+    result.events = len(seqs) if dry_run else min(len(seqs), PURGE_BATCH)
     if dry_run or not seqs:
         return result
     key = load_key(db, data_dir)
     with db.write() as tx:
         seqs, counts = _candidates(tx, policies, now)  # again, inside the writer: nothing moves now
+        seqs = seqs[:PURGE_BATCH]
         if not seqs:
             result.events = 0
             return result
@@ -234,4 +238,5 @@ def purge(db: Database, data_dir: Path, *, actor: Actor, dry_run: bool = False, 
         if written != marker_seq:
             raise RuntimeError(f"purge marker landed at seq {written}, expected {marker_seq}")
     result.marker_seq, result.archive, result.ranges, result.by_class = marker_seq, path, len(gaps), counts
+    result.events = len(seqs)
     return result
