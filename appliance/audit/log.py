@@ -109,12 +109,14 @@ def search_events(db: Database, flt: EventFilter, *, before: int | None = None, 
         head = int(tx.scalar("SELECT MAX(seq) FROM audit_events") or 0)
         low, high = 1, head
         if flt.since:
-            found = tx.scalar("SELECT MIN(seq) FROM audit_events WHERE at >= ?", (moment(flt.since, "since"),))
+            found = tx.scalar("SELECT seq FROM audit_events WHERE at >= ? ORDER BY at, seq LIMIT 1",
+                              (moment(flt.since, "since"),))
             low = found if found is not None else head + 1
         if flt.until:
             bound = moment(flt.until, "until")
             op, bound = ("<=", bound[:10] + "T23:59:59.999999Z") if len(flt.until) == 10 else ("<", bound)
-            found = tx.scalar(f"SELECT MAX(seq) FROM audit_events WHERE at {op} ?", (bound,))  # noqa: S608
+            found = tx.scalar(f"SELECT seq FROM audit_events WHERE at {op} ? "  # noqa: S608
+                              "ORDER BY at DESC, seq DESC LIMIT 1", (bound,))
             high = found if found is not None else 0
         ascending = after is not None and before is None
         if before is not None:

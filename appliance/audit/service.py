@@ -26,11 +26,12 @@ def seq_range(db: Database, *, first: int | None = None, last: int | None = None
         low = first or 1
         high = last if last is not None else int(tx.scalar("SELECT MAX(seq) FROM audit_events") or 0)
         if since:
-            found = tx.scalar("SELECT MIN(seq) FROM audit_events WHERE at >= ?", (moment(since, "since"),))
+            found = tx.scalar("SELECT seq FROM audit_events WHERE at >= ? ORDER BY at, seq LIMIT 1",
+                              (moment(since, "since"),))
             low = max(low, found if found is not None else high + 1)
         if until:
             bound = moment(until, "until")
-            found = tx.scalar("SELECT MAX(seq) FROM audit_events WHERE at < ?",
+            found = tx.scalar("SELECT seq FROM audit_events WHERE at < ? ORDER BY at DESC, seq DESC LIMIT 1",
                               (bound[:10] + "T23:59:59.999999Z" if len(until) == 10 else bound,))
             high = min(high, found if found is not None else 0)
     if low > high:

@@ -59,6 +59,15 @@ def test_search_filters_and_pages_by_seq(client: TestClient[Any], db: Database) 
     assert client.get("/api/v1/audit-logs?since=yesterday", headers=bearer(token)).status_code == 422
     dated = client.get("/api/v1/audit-logs?since=2000-01-01&until=2000-01-02", headers=bearer(token)).json()
     assert dated["events"] == []
+    from appliance import clock
+
+    today = clock.now_iso()[:10]
+    todays = client.get(f"/api/v1/audit-logs?since={today}&until={today}&action=auth:user:created&limit=100",
+                        headers=bearer(token)).json()["events"]
+    assert len(todays) == 31  # audrey and the thirty others
+    first_half = client.get(f"/api/v1/audit-logs?until={todays[15]['at']}&action=auth:user:created&limit=100",
+                            headers=bearer(token)).json()["events"]
+    assert [e["seq"] for e in first_half] == [e["seq"] for e in todays[16:]]
 
 
 def test_event_detail_has_its_hash_and_nearest_checkpoint(client: TestClient[Any], db: Database,
