@@ -147,6 +147,40 @@ def ensure_models() -> None:
         marker.write_text(_model_stamp(entry, target))
 
 
+# Debian packages the tests use as real peers: rsyslogd (forwarding over TCP, and over TLS with its GnuTLS
+# driver) and the openssl program (checkpoint signatures verified without the appliance's code).
+TEST_PEERS = ("rsyslog", "rsyslog-gnutls", "openssl")
+
+
+def _dpkg_installed(package: str) -> bool:
+    if not shutil.which("dpkg-query"):
+        return False
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False)
+    return proc.returncode == 0 and proc.stdout.strip().endswith(" installed")
+
+
+def ensure_test_peers() -> None:
+    """Install the test peers with apt-get when missing; skip, saying so, where apt is not available."""
+    missing = [p for p in TEST_PEERS if not _dpkg_installed(p)]
+    if not missing:
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid"):
+        say(f"apt-get is not available: {', '.join(missing)} not installed; the tests that need them are skipped")
+        return
+    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if prefix is None:
+        say(f"not root and no sudo: {', '.join(missing)} not installed; the tests that need them are skipped")
+        return
+    say(f"installing test peers with apt-get: {', '.join(missing)}")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    install = [*prefix, apt, "install", "-y", "-qq", "--no-install-recommends", *missing]
+    if run(install, env=env, check=False) != 0:
+        run([*prefix, apt, "update", "-qq"], env=env, check=False)
+        if run(install, env=env, check=False) != 0:
+            say(f"apt-get could not install {', '.join(missing)}; the tests that need them are skipped")
+
+
 KEYS = ROOT / ".keys"
 TRUST = ROOT / "trust"
 PACKS_OUT = DIST / "packs"  # `build.py packs`: the publishable tars (release keys with --key)
@@ -281,6 +315,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_test(args: argparse.Namespace) -> None:
     setup()
+    ensure_test_peers()
     py = str(venv_bin("python"))
     if not args.quick:
         say("ruff")

@@ -86,6 +86,13 @@ class Settings:
     job_lease_seconds: int = _setting(
         300, "A running job whose worker has not renewed its lease for this long is handed to another worker.")
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+    audit_checkpoint_events: int = _setting(
+        1000, "Sign an audit checkpoint after this many new events (checked every second by `cortex serve`).")
+    audit_checkpoint_minutes: int = _setting(
+        5, "Sign an audit checkpoint at least this often, in minutes, while new events arrive.")
+    audit_view_minutes: int = _setting(
+        15, "A user viewing or exporting the same review again within this many minutes is not recorded "
+        "again (the first view is).")
 
     @property
     def db_path(self) -> Path:
@@ -253,7 +260,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"log_level must be debug, info, warning or error, got {settings.log_level!r}")
     for name in ("port", "model_context", "model_max_output_tokens", "max_diff_bytes", "job_max_attempts",
                  "job_lease_seconds", "session_idle_minutes", "session_max_hours", "login_window_minutes",
-                 "login_max_failures", "login_max_failures_per_address", "bootstrap_token_hours"):
+                 "login_max_failures", "login_max_failures_per_address", "bootstrap_token_hours",
+                 "audit_checkpoint_events", "audit_checkpoint_minutes", "audit_view_minutes"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"setting {name!r} must be a positive integer, got {getattr(settings, name)}")
     for name in ("workers", "model_threads", "model_max_chunks"):

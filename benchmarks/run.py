@@ -23,12 +23,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import bench_audit
 import bench_inference
 import bench_review
 import bench_rules
 from common import BENCH_DIR, ROOT, Row, cpu_count, load_average
 
-BENCHMARKS: dict[str, ModuleType] = {"rules": bench_rules, "review": bench_review, "inference": bench_inference}
+BENCHMARKS: dict[str, ModuleType] = {"rules": bench_rules, "review": bench_review, "inference": bench_inference,
+                                     "audit": bench_audit}
 RESULTS = BENCH_DIR / "results.json"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="review: reviews to run (default 5; quick 2)")
     parser.add_argument("--rounds", type=int, help="inference: rounds over the four model instances (default 4; "
                         "quick 2)")
+    parser.add_argument("--events", type=int, help="audit: events in the log (default 1,000,000; quick 100,000)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README section")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "rules": {"repeats": args.repeats or (3 if args.quick else 7)},
         "review": {"runs": args.runs or (2 if args.quick else 5)},
         "inference": {"rounds": args.rounds or (2 if args.quick else 4)},
+        "audit": {"events": args.events or (100_000 if args.quick else 1_000_000)},
     }
 
     machine = machine_info()

@@ -16,6 +16,7 @@ class Actor:
     name: str
     id: str | None = None
     address: str | None = None
+    display: str = ""  # the account's display name at the time
 
     @classmethod
     def system(cls) -> Actor:
@@ -34,5 +35,7 @@ class Actor:
         return cls(kind="anonymous", name="anonymous", address=address)
 
     @classmethod
-    def user(cls, user_id: int, username: str, address: str | None, *, via_token: bool = False) -> Actor:
-        return cls(kind="token" if via_token else "user", name=username, id=str(user_id), address=address)
+    def user(cls, user_id: int, username: str, address: str | None, *, via_token: bool = False,
+             display_name: str = "") -> Actor:
+        return cls(kind="token" if via_token else "user", name=username, id=str(user_id), address=address,
+                   display=display_name)

@@ -34,6 +34,8 @@ class AuditTag(StrEnum):
     REVIEW_REVIEW_COMPLETED = "review:review:completed"
     REVIEW_REVIEW_FAILED = "review:review:failed"
     REVIEW_REVIEW_REFUSED = "review:review:refused"
+    REVIEW_REVIEW_VIEWED = "review:review:viewed"
+    REVIEW_REVIEW_EXPORTED = "review:review:exported"
     # The jobs ledger
     JOBS_JOB_REQUEUED = "jobs:job:requeued"
     # Models
@@ -55,6 +57,19 @@ class AuditTag(StrEnum):
     # Findings and compliance reports
     REVIEW_FINDING_TRIAGED = "review:finding:triaged"
     REPORTS_COMPLIANCE_EXPORTED = "reports:compliance:exported"
+    # The audit log itself
+    AUDIT_KEY_CREATED = "audit:key:created"
+    AUDIT_LOG_EXPORTED = "audit:log:exported"
+    AUDIT_LOG_VERIFIED = "audit:log:verified"
+    AUDIT_RETENTION_CHANGED = "audit:retention:changed"
+    AUDIT_RETENTION_PURGED = "audit:retention:purged"
+    AUDIT_RETENTION_REFUSED = "audit:retention:refused"
+    AUDIT_HOLD_PLACED = "audit:hold:placed"
+    AUDIT_HOLD_RELEASED = "audit:hold:released"
+    AUDIT_FORWARDER_ADDED = "audit:forwarder:added"
+    AUDIT_FORWARDER_REMOVED = "audit:forwarder:removed"
+    AUDIT_FORWARDER_FAILING = "audit:forwarder:failing"
+    AUDIT_FORWARDER_RECOVERED = "audit:forwarder:recovered"
     # The appliance itself
     SYSTEM_DATABASE_MIGRATED = "system:database:migrated"
     SYSTEM_SERVICE_STARTED = "system:service:started"

@@ -41,4 +41,5 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
-        return Actor.user(self.user.id, self.user.username, self.address, via_token=self.via == "token")
+        return Actor.user(self.user.id, self.user.username, self.address, via_token=self.via == "token",
+                          display_name=self.user.display_name)

@@ -99,8 +99,9 @@ def sign_in(db: Database, settings: Settings, username: str, password: str, *, p
         session_id = tx.insert("sessions", {
             "token_hash": _digest(token), "user_id": user.id, "csrf_token": csrf, "created_at": clock.iso(now),
             "last_seen_at": clock.iso(now), "expires_at": expires, "peer": peer, "user_agent": user_agent[:256]})
-        record_event(tx, AuditTag.AUTH_SESSION_CREATED, Actor.user(user.id, user.username, peer),
-                     target=f"user:{user.username}", details={"session_id": session_id})
+        actor = Actor.user(user.id, user.username, peer, display_name=user.display_name)
+        record_event(tx, AuditTag.AUTH_SESSION_CREATED, actor, target=f"user:{user.username}",
+                     details={"session_id": session_id})
     return NewSession(token, Principal(user, "session", peer, session_id=session_id, csrf_token=csrf), expires)
 
 

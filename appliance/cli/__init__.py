@@ -6,12 +6,12 @@ Library errors (:class:`ApplianceError`) become ``Error: <message>`` on stderr a
 
 from __future__ import annotations
 
-from appliance.cli import admin, config, models, packs, reports, review, serve
+from appliance.cli import admin, audit, config, models, packs, reports, review, serve
 from appliance.cli.base import cli
 
 __all__ = ["cli", "main"]
 
-for _module in (serve, review, models, packs, reports, admin, config):
+for _module in (serve, review, models, packs, reports, admin, config, audit):
     _module.register(cli)
 
 

@@ -216,3 +216,16 @@ def review_diff_text(db: Database, review_id: int) -> str:
     if data is None:
         raise NotFoundError(f"review {review_id} does not exist")
     return decode_diff(data)[0]
+
+
+def record_review_access(db: Database, review_id: int, *, actor: Actor, via: str,
+                         exported_as: str | None = None) -> int:
+    """Record that ``actor`` read a review (``review:review:viewed``) or took it away as a file
+    (``review:review:exported``, with ``exported_as``: json, sarif or markdown); returns the event's seq.
+    Callers decide how often a repeated read is worth a record (see the web layer's view gate)."""
+    tag = AuditTag.REVIEW_REVIEW_EXPORTED if exported_as else AuditTag.REVIEW_REVIEW_VIEWED
+    details: dict[str, Any] = {"via": via}
+    if exported_as:
+        details["format"] = exported_as
+    with db.write() as tx:
+        return record_event(tx, tag, actor, target=f"review:{review_id}", details=details)

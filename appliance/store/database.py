@@ -57,6 +57,11 @@ class Transaction:
         self._conn = conn
         self.writable = writable
 
+    @property
+    def connection_token(self) -> object:
+        """An object standing for the underlying connection (weak-referenceable), for per-connection caches."""
+        return self._conn
+
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return the number of rows it changed."""
         self._conn.execute(sql, params)

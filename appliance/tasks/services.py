@@ -12,11 +12,13 @@ import threading
 from typing import Any
 
 from appliance.audit import Actor, AuditTag, RepeatGate, record_event
+from appliance.audit.checkpoints import load_key, make_checkpoint
 from appliance.config import Settings
 from appliance.inference import ModelRuntime
 from appliance.packs import PackCatalog
 from appliance.review.engine import RuleSet
 from appliance.store import Database, Migration, Transaction, migrate
+from appliance.tasks.audit_worker import AuditWorker
 from appliance.tasks.queue import JobQueue
 
 __all__ = ["Services", "open_database"]
@@ -48,6 +50,9 @@ class Services:
         # Refusals an anonymous client can provoke are audited through this gate (see audit/gate.py).
         self.refusal_gate = RepeatGate()
         self.catalog = PackCatalog(settings, self.db)
+        # A user re-reading the same review within audit_view_minutes is recorded once (see web/controllers).
+        self.view_gate = RepeatGate(burst=1, window_seconds=settings.audit_view_minutes * 60.0)
+        self.audit_worker = AuditWorker(settings, self.db)
         self.queue = JobQueue(settings, self.db, self.catalog, self.runtime)
         self._model_thread: threading.Thread | None = None
 
@@ -72,7 +77,9 @@ class Services:
         with self.db.write() as tx:
             record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), target="service",
                          details={"workers": count, "data_dir": str(self.settings.data_dir)})
+        load_key(self.db, self.settings.data_dir)  # created (and audited) on first start
         _ = self.ruleset
+        self.audit_worker.start()
 
         def bring_up() -> None:
             self.runtime.load(self.db)
@@ -88,9 +95,12 @@ class Services:
             self._model_thread.join(timeout=120)
         self.runtime.close()
         self.queue.stop()
+        self.audit_worker.stop()
         try:
             with self.db.write() as tx:
                 record_event(tx, AuditTag.SYSTEM_SERVICE_STOPPED, Actor.system(), target="service")
+            # The stop is the last event of this run: sign it, so the log's end is covered when it rests.
+            make_checkpoint(self.db, self.settings.data_dir)
         except Exception:  # a full disk must not stop the shutdown
             log.exception("could not record the service stop")
 
@@ -114,6 +124,8 @@ class Services:
         model = self.runtime.describe()
         model["ok"] = model["status"] in ("ready", "unavailable", "disabled")
         checks["model"] = model
+        checks["audit"] = {"ok": self.audit_worker.alive() or self._model_thread is None,
+                           "worker": self.audit_worker.alive()}
         try:
             packs = self.catalog.describe()
             checks["packs"] = {"ok": True, **packs}

@@ -20,7 +20,7 @@ from litestar.template import TemplateConfig
 from appliance import __version__
 from appliance.config import Settings
 from appliance.tasks.services import Services
-from appliance.web.controllers import api, auth, dashboard, docs, health, packs, reports
+from appliance.web.controllers import api, audit, auth, dashboard, docs, health, packs, reports
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.security import csrf_guard, principal_middleware, security_headers_middleware
 from appliance.web.templating import make_environment
@@ -65,6 +65,9 @@ def create_app(settings: Settings, services: Services | None = None, *, start_wo
             dashboard.review_page, dashboard.tokens_page, dashboard.token_create, dashboard.token_revoke,
             api.create_review, api.list_review_summaries, api.get_review, api.get_review_sarif,
             api.get_review_markdown, api.list_model_entries, api.list_active_packs,
+            audit.audit_list, audit.audit_key, audit.audit_event, audit.audit_export_get, audit.audit_export_post,
+            audit.audit_verify, audit.audit_verify_post, audit.audit_page, audit.audit_verify_page,
+            audit.audit_event_page,
             docs.docs_index, docs.docs_page, docs.api_explorer, docs.swagger_asset,
             packs.api_import_pack, packs.api_selections, packs.api_set_selection, packs.admin_packs_page,
             packs.admin_packs_upload, packs.admin_packs_select,

@@ -14,7 +14,7 @@ from appliance.rbac import Permission
 from appliance.review import service as reviews
 from appliance.review.formats import review_document, review_markdown, review_sarif
 from appliance.review.formats.jsondoc import review_summary
-from appliance.web.controllers.common import blocking, principal_of, services_of
+from appliance.web.controllers.common import blocking, note_review_access, principal_of, services_of
 from appliance.web.security import requires
 
 __all__ = ["create_review", "get_review", "get_review_markdown", "get_review_sarif", "list_active_packs",
@@ -110,6 +110,7 @@ async def list_review_summaries(
 async def get_review(request: Request[Any, Any, Any], review_id: FromPath[int]) -> dict[str, Any]:
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
+    await note_review_access(request, review_id, via="api")
     return review_document(review, base_url=services.settings.base_url)
 
 
@@ -119,6 +120,7 @@ async def get_review_sarif(request: Request[Any, Any, Any], review_id: FromPath[
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     doc = review_sarif(review, base_url=services.settings.base_url)
+    await note_review_access(request, review_id, via="api", exported_as="sarif")
     return Response(doc, media_type="application/sarif+json",
                     headers={"content-disposition": f'attachment; filename="review-{review_id}.sarif"'})
 
@@ -129,6 +131,7 @@ async def get_review_markdown(request: Request[Any, Any, Any], review_id: FromPa
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
     text = review_markdown(review, base_url=services.settings.base_url)
+    await note_review_access(request, review_id, via="api", exported_as="markdown")
     return Response(text, media_type="text/markdown")
 
 

@@ -12,9 +12,10 @@ from litestar import Request
 from appliance import __version__
 from appliance.auth import Principal
 from appliance.errors import AuthenticationError
+from appliance.review.service import record_review_access
 from appliance.tasks.services import Services
 
-__all__ = ["blocking", "page_context", "principal_of", "safe_next", "services_of"]
+__all__ = ["blocking", "note_review_access", "page_context", "principal_of", "safe_next", "services_of"]
 
 T = TypeVar("T")
 
@@ -47,3 +48,16 @@ def safe_next(target: str | None, default: str = "/reviews") -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return default
     return target
+
+
+async def note_review_access(request: Request[Any, Any, Any], review_id: int, *, via: str,
+                             exported_as: str | None = None) -> None:
+    """Audit a read of a review, at most once per user, review and kind of read per audit_view_minutes: a
+    page that refreshes every three seconds, or a CI job polling, must not become a stream of writes."""
+    services = services_of(request)
+    principal = principal_of(request)
+    repeats = services.view_gate.admit(f"{principal.user.id}:{review_id}:{via}:{exported_as or 'view'}")
+    if repeats is None:
+        return
+    await blocking(record_review_access, services.db, review_id, actor=principal.actor, via=via,
+                   exported_as=exported_as)

@@ -16,7 +16,7 @@ from appliance.rbac import Permission
 from appliance.review import service as reviews
 from appliance.review.diffparse import parse_diff
 from appliance.review.models import Severity
-from appliance.web.controllers.common import blocking, page_context, principal_of, services_of
+from appliance.web.controllers.common import blocking, note_review_access, page_context, principal_of, services_of
 from appliance.web.security import requires
 
 __all__ = ["home", "new_review_form", "new_review_submit", "review_page", "reviews_page", "token_create",
@@ -116,6 +116,7 @@ async def review_page(request: Request[Any, Any, Any], review_id: FromPath[int],
                       severity: FromQuery[str | None] = None, source: FromQuery[str | None] = None) -> Template:
     services = services_of(request)
     review = await blocking(reviews.get_review, services.db, review_id)
+    await note_review_access(request, review_id, via="dashboard")
     minimum = Severity(severity).weight if severity in _SEVERITIES else 0
     chosen_source = source if source in ("rule", "model") else ""
     shown = [f for f in review["findings"]
