@@ -2,9 +2,11 @@
 
 Pattern rules run on RE2 (linear time: no pack can hang the appliance with a catastrophic regex). All
 patterns sit in one ``re2.Set``, which tells per file which patterns can match at all; only those run,
-over the file's added lines joined into one text. Structural rules are tree-sitter queries, compiled per
-language into one ``Query`` (one or more patterns per rule) and run once per file. A pack whose rule does
-not compile is refused as a whole, with the rule id and the reason; the other packs still run.
+over the file's added lines joined into one text. Structural rules are tree-sitter queries, one per rule
+and language; the text anchors of their predicates (see :mod:`appliance.review.anchors`), all in one
+``re2.Set`` per language, tell per file which queries can match at all, and only those run over the file's
+syntax tree. A pack whose rule does not compile is refused as a whole, with the rule id and the reason;
+the other packs still run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import bisect
 import fnmatch
 import functools
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -23,6 +26,7 @@ import re2
 from tree_sitter import Query, QueryCursor, QueryError
 
 from appliance.errors import PackError
+from appliance.review.anchors import pattern_anchors
 from appliance.review.languages import STRUCTURAL_LANGUAGES
 from appliance.review.models import FileChange, Finding, ParsedDiff, Severity, Source
 from appliance.review.ruleset import VALIDATORS, PackSpec, RuleSpec
@@ -64,22 +68,34 @@ class CompiledRule:
     validator: Callable[[str], bool] | None
     value_group: str | int
     pattern_counts: tuple[tuple[str, int], ...] = ()  # language -> patterns in this rule's query
+    queries: tuple[tuple[str, Query], ...] = ()  # language -> the compiled query
+    # language -> per pattern, the RE2 anchors a file must all contain for the pattern to match
+    anchors: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
 
     def applies_to(self, change: FileChange) -> bool:
         languages = self.spec.languages
         if languages and change.language not in languages:
             return False
-        if self.spec.paths_include and not any(fnmatch.fnmatchcase(change.path, g) for g in self.spec.paths_include):
+        include, exclude = _globs(self.spec.paths_include), _globs(self.spec.paths_exclude)
+        if include is not None and not include.match(change.path):
             return False
-        return not any(fnmatch.fnmatchcase(change.path, g) for g in self.spec.paths_exclude)
+        return exclude is None or not exclude.match(change.path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for a list of ``fnmatch`` globs (case-sensitive, ``*`` crosses ``/``); None for none."""
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
 
 
 # Compiling tree-sitter queries is the expensive part of loading packs (native work, seconds for a few
-# hundred rules), so compiled packs and the per-language combined queries are kept per process, keyed by
-# the pack's content digest: an unchanged pack is never compiled twice.
+# hundred rules), so compiled packs are kept per process, keyed by the pack's content digest: an unchanged
+# pack is never compiled twice. So are the per-language anchor sets, keyed by their content.
 _CACHE_LOCK = threading.Lock()
 _PACK_CACHE: OrderedDict[tuple[str, str], list[CompiledRule] | PackError] = OrderedDict()
-_QUERY_CACHE: OrderedDict[tuple[str, str], Query] = OrderedDict()
+_ANCHOR_CACHE: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _CACHE_SIZE = 64
 
 
@@ -116,7 +132,8 @@ def compile_pack(pack: PackSpec) -> list[CompiledRule]:
         raise PackError(result.message, pack_id=result.pack_id, rule_id=result.rule_id)
     # The specs (and their pack) are those of this load; the compiled matchers are shared.
     return [CompiledRule(spec=s, pack=pack, regex=r.regex, regex_not=r.regex_not, validator=r.validator,
-                         value_group=r.value_group, pattern_counts=r.pattern_counts)
+                         value_group=r.value_group, pattern_counts=r.pattern_counts, queries=r.queries,
+                         anchors=r.anchors)
             for s, r in zip(pack.rules, result, strict=True)]
 
 
@@ -160,7 +177,7 @@ def _compile_pack(pack: PackSpec) -> list[CompiledRule]:
         if spec.languages and unreachable:
             raise refuse(f"the {', '.join(unreachable)} query never runs: languages lists only "
                          f"{', '.join(spec.languages)}")
-        counts = []
+        counts, queries, anchors = [], [], []
         for language, source in spec.queries.items():
             if language not in STRUCTURAL_LANGUAGES:
                 raise refuse(f"no tree-sitter grammar for language {language!r} "
@@ -172,11 +189,104 @@ def _compile_pack(pack: PackSpec) -> list[CompiledRule]:
             if "finding" not in [query.capture_name(i) for i in range(query.capture_count)]:
                 raise refuse(f"{language} query has no @finding capture to say where the finding is")
             counts.append((language, query.pattern_count))
+            queries.append((language, query))
+            anchors.append((language, _query_anchors(source, query)))
         compiled.append(CompiledRule(
             spec=spec, pack=pack, regex=regex, regex_not=regex_not,
             validator=VALIDATOR_FUNCTIONS[spec.validator] if spec.validator else None,
-            value_group=value_group, pattern_counts=tuple(counts)))
+            value_group=value_group, pattern_counts=tuple(counts), queries=tuple(queries),
+            anchors=tuple(anchors)))
     return compiled
+
+
+def _query_anchors(source: str, query: Query) -> tuple[tuple[str, ...], ...]:
+    """Per pattern of ``query``, the anchors a file must contain for it to match (empty: always runs)."""
+    data = source.encode("utf-8")
+    names = [query.capture_name(i) for i in range(query.capture_count)]
+    result = []
+    for pattern in range(query.pattern_count):
+        text = data[query.start_byte_for_pattern(pattern):query.end_byte_for_pattern(pattern)]
+        quantifiers = {}
+        for index, name in enumerate(names):
+            try:
+                quantifiers[name] = query.capture_quantifier(pattern, index)
+            except SystemError:  # the capture is not in this pattern
+                continue
+        result.append(tuple(pattern_anchors(text.decode("utf-8"), quantifiers)))
+    return tuple(result)
+
+
+class _Structural:
+    """One language's structural rules and the anchor set that picks, per file, the queries to run."""
+
+    def __init__(self, language: str, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        self.queries = [dict(rule.queries)[language] for rule in rules]
+        patterns: list[str] = []
+        index: dict[str, int] = {}
+        # Per rule: None (some pattern has no anchor, the query always runs) or, per pattern, the anchor
+        # indexes that must all be present.
+        self.needs: list[list[frozenset[int]] | None] = []
+        for rule in rules:
+            per_pattern = dict(rule.anchors).get(language, ())
+            if not per_pattern or any(not anchors for anchors in per_pattern):
+                self.needs.append(None)
+                continue
+            needs = []
+            for anchors in per_pattern:
+                for anchor in anchors:
+                    if anchor not in index:
+                        index[anchor] = len(patterns)
+                        patterns.append(anchor)
+                needs.append(frozenset(index[a] for a in anchors))
+            self.needs.append(needs)
+        key = (language, hashlib.sha256("\0".join(patterns).encode()).hexdigest())
+        self.anchor_set: _TextFilter | None = _cached(_ANCHOR_CACHE, key,
+                                                      functools.partial(_TextFilter.build, patterns))
+
+    def candidates(self, text: str) -> list[int]:
+        """The rules whose query can match in a file with ``text``."""
+        present = self.anchor_set.search(text) if self.anchor_set is not None else None
+        if present is None:
+            return list(range(len(self.rules)))
+        return [i for i, needs in enumerate(self.needs)
+                if needs is None or any(pattern <= present for pattern in needs)]
+
+
+class _TextFilter:
+    """Which of many RE2 patterns occur in a text, in one pass (``re2.Set``).
+
+    The set also holds an empty pattern, which occurs in every text: RE2 answers "no match" when its DFA
+    runs out of memory, and a missing sentinel turns that into "unknown" (run everything) rather than
+    silently skipping rules.
+    """
+
+    def __init__(self, matcher: Any, sentinel: int) -> None:
+        self._matcher = matcher
+        self._sentinel = sentinel
+
+    @classmethod
+    def build(cls, patterns: list[str]) -> _TextFilter | None:
+        """None (every rule runs) when there is nothing to filter or RE2 cannot build the set."""
+        if not patterns:
+            return None
+        matcher = re2.Set.SearchSet(_re2_options())
+        try:
+            for pattern in patterns:
+                matcher.Add(pattern)
+            matcher.Add("")
+            matcher.Compile()
+        except Exception:
+            return None
+        return cls(matcher, len(patterns))
+
+    def search(self, text: str) -> set[int] | None:
+        """The indexes of the patterns found in ``text``; None if RE2 could not tell."""
+        found = set(self._matcher.Match(text) or ())
+        if self._sentinel not in found:
+            return None
+        found.discard(self._sentinel)
+        return found
 
 
 class RuleSet:
@@ -191,30 +301,13 @@ class RuleSet:
         self.strict = strict
         self.selection = selection or {"scope": "all"}
         self._pattern_rules = [r for r in rules if r.regex is not None and not r.spec.queries]
-        self._prefilter: Any | None = None
-        if self._pattern_rules:
-            prefilter = re2.Set.SearchSet(_re2_options())
-            for rule in self._pattern_rules:
-                prefilter.Add("(?m)" + (rule.spec.pattern or ""))
-            try:
-                prefilter.Compile()
-                self._prefilter = prefilter
-            except Exception:
-                self._prefilter = None
-        self._structural: dict[str, tuple[Query, list[CompiledRule]]] = {}
+        self._prefilter = _TextFilter.build(["(?m)" + (r.spec.pattern or "") for r in self._pattern_rules])
         by_language: dict[str, list[CompiledRule]] = {}
         for rule in rules:
             for language in rule.spec.queries:
                 by_language.setdefault(language, []).append(rule)
-        for language, lang_rules in by_language.items():
-            sources, owners = [], []
-            for rule in lang_rules:
-                sources.append(rule.spec.queries[language])
-                owners.extend([rule] * dict(rule.pattern_counts)[language])
-            combined = "\n".join(sources)
-            key = (language, hashlib.sha256(combined.encode()).hexdigest())
-            query: Query = _cached(_QUERY_CACHE, key, functools.partial(Query, grammar(language), combined))
-            self._structural[language] = (query, owners)
+        self._structural = {language: _Structural(language, lang_rules)
+                            for language, lang_rules in by_language.items()}
 
     @classmethod
     def compile(cls, packs: Iterable[PackSpec]) -> RuleSet:
@@ -268,7 +361,7 @@ class RuleSet:
         found: dict[tuple[str, str, int], Finding] = {}
         self._match_patterns(change, added, found)
         if change.language in self._structural:
-            self._match_structure(change, found)
+            self._match_structure(change, frozenset(line.number for line in added), found)
         return list(found.values())
 
     def _emit(self, rule: CompiledRule, change: FileChange, line: int, text: str, value: str | None,
@@ -301,8 +394,8 @@ class RuleSet:
                         found: dict[tuple[str, str, int], Finding]) -> None:
         texts = [line.text for line in added]
         joined = "\n".join(texts)
-        candidates = (self._prefilter.Match(joined) if self._prefilter is not None
-                      else range(len(self._pattern_rules)))
+        present = self._prefilter.search(joined) if self._prefilter is not None else None
+        candidates = present if present is not None else range(len(self._pattern_rules))
         if not candidates:
             return
         starts = [0]
@@ -310,7 +403,7 @@ class RuleSet:
             starts.append(starts[-1] + len(text) + 1)
         for index in sorted(candidates):
             rule = self._pattern_rules[index]
-            if not rule.applies_to(change):
+            if rule.regex is None or not rule.applies_to(change):
                 continue
             crossed = False
             for match in rule.regex.finditer(joined):
@@ -335,27 +428,30 @@ class RuleSet:
                             self._emit(rule, change, added[row].number, text, value, found)
                             break
 
-    def _match_structure(self, change: FileChange, found: dict[tuple[str, str, int], Finding]) -> None:
+    def _match_structure(self, change: FileChange, added: frozenset[int],
+                         found: dict[tuple[str, str, int], Finding]) -> None:
         language = change.language or ""
-        query, owners = self._structural[language]
-        if not any(rule.applies_to(change) for rule in owners):
-            return
+        structural = self._structural[language]
         source = new_side_source(change)
+        decoded = source.decode("utf-8", errors="replace")
+        chosen = [i for i in structural.candidates(decoded) if structural.rules[i].applies_to(change)]
+        if not chosen:
+            return
         tree = parser_for(language).parse(source)
-        lines = source.decode("utf-8", errors="replace").split("\n")
-        added = change.added_numbers
-        cursor = QueryCursor(query, match_limit=_MATCH_LIMIT)
-        for pattern_index, captures in cursor.matches(tree.root_node):
-            rule = owners[pattern_index]
-            nodes = captures.get("finding")
-            if not nodes or not rule.applies_to(change):
-                continue
-            node = nodes[0]
-            first, last = node.start_point.row + 1, node.end_point.row + 1
-            line = next((n for n in range(first, last + 1) if n in added), None)
-            if line is None:
-                continue
-            text = lines[line - 1] if line - 1 < len(lines) else ""
-            if rule.regex_not is not None and rule.regex_not.search(text):
-                continue
-            self._emit(rule, change, line, text, None, found)
+        lines = decoded.split("\n")
+        for i in chosen:
+            rule = structural.rules[i]
+            cursor = QueryCursor(structural.queries[i], match_limit=_MATCH_LIMIT)
+            for _pattern, captures in cursor.matches(tree.root_node):
+                nodes = captures.get("finding")
+                if not nodes:
+                    continue
+                node = nodes[0]
+                first, last = node.start_point.row + 1, node.end_point.row + 1
+                line = next((n for n in range(first, last + 1) if n in added), None)
+                if line is None:
+                    continue
+                text = lines[line - 1] if line - 1 < len(lines) else ""
+                if rule.regex_not is not None and rule.regex_not.search(text):
+                    continue
+                self._emit(rule, change, line, text, None, found)
