@@ -9,6 +9,7 @@ came from, and ``offline-docs/configuration.md`` documents them all (a test keep
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -93,6 +94,10 @@ class Settings:
     audit_view_minutes: int = _setting(
         15, "A user viewing or exporting the same review again within this many minutes is not recorded "
         "again (the first view is).")
+    site_ranges: tuple[str, ...] = _setting(
+        (), "The site's own networks (CIDRs, e.g. 10.20.0.0/16): every outbound destination the appliance is "
+        "configured with (audit forwarders, the Git server, the IdP) must lie inside one, which `cortex verify` "
+        "checks. Empty: loopback only. In the environment: comma-separated.")
 
     @property
     def db_path(self) -> Path:
@@ -136,6 +141,12 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def _coerce(name: str, raw: Any, annotation: Any, where: str, base_dir: Path) -> Any:
+    if typing.get_origin(annotation) is tuple:
+        # A list of text: a TOML array, or comma-separated in the environment and on the command line.
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if isinstance(items, list | tuple) and all(isinstance(item, str) for item in items):
+            return tuple(item.strip() for item in items if item.strip())
+        raise ConfigError(f"setting {name!r} in {where} must be a list of text, got {raw!r}")
     kind, optional = _base_type(annotation)
     if optional and (raw is None or raw == ""):
         return None
@@ -269,4 +280,19 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"setting {name!r} must be zero or more, got {getattr(settings, name)}")
     if settings.model_context < settings.model_max_output_tokens + 256:
         raise ConfigError("model_context must exceed model_max_output_tokens by at least 256 tokens")
+    for cidr in settings.site_ranges:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            loose = _loose_network(cidr)
+            hint = f" (did you mean {loose}?)" if loose else ""
+            raise ConfigError(f"site_ranges entry {cidr!r} is not a network in CIDR form{hint}") from exc
     return settings
+
+
+def _loose_network(cidr: str) -> str | None:
+    """The network an address with host bits set belongs to (10.1.2.3/8 → 10.0.0.0/8), if it parses at all."""
+    try:
+        return str(ipaddress.ip_network(cidr, strict=False))
+    except ValueError:
+        return None

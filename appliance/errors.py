@@ -20,6 +20,7 @@ __all__ = [
     "PackError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "ReleaseError",
     "StoreError",
     "ThrottledError",
     "ValidationError",
@@ -134,3 +135,10 @@ class ModelError(ApplianceError):
 
     status_code = 422
     code = "model_error"
+
+
+class ReleaseError(ApplianceError):
+    """A release directory's MANIFEST (or the record of an installation) is malformed: names the file and line."""
+
+    status_code = 422
+    code = "release_error"

@@ -201,13 +201,21 @@ def _file_checkpoints(data_dir: Path) -> list[Checkpoint]:
 
 
 def verify_database(db: Database, data_dir: Path, *, extra: Sequence[Checkpoint] = (),
-                    public: PublicKey | None = None) -> VerifyReport:
+                    public: PublicKey | None = None, appliance_id: str | None = None,
+                    read_only: bool = False) -> VerifyReport:
     """Verify the database's log against its stored checkpoints, the checkpoint files in the data directory
-    and ``extra`` ones (an auditor's copies)."""
-    key = load_key(db, data_dir)
-    public = public or key.public
+    and ``extra`` ones (an auditor's copies).
+
+    With ``read_only``, ``public`` and ``appliance_id`` are used as given (None: unknown, so checkpoints
+    cannot verify) and the data directory's key is never loaded nor created on first use: ``cortex verify``
+    reads state and writes none.
+    """
+    if not read_only:
+        key = load_key(db, data_dir)
+        public = public or key.public
+        appliance_id = appliance_id or key.appliance_id
     with db.read() as tx:
         checkpoints = [*stored_checkpoints(tx), *_file_checkpoints(data_dir), *extra]
         report = verify_rows(iter_rows(tx), gaps=load_gaps(tx), checkpoints=checkpoints, public=public,
-                             appliance_id=key.appliance_id)
+                             appliance_id=appliance_id)
     return report

@@ -1,17 +1,18 @@
 """The ``cortex`` command: a click group, one module per command family.
 
 Library errors (:class:`ApplianceError`) become ``Error: <message>`` on stderr and exit status 1;
-``cortex review`` and ``cortex scan`` exit 3 when findings reach ``--fail-on``.
+``cortex review`` and ``cortex scan`` exit 3 when findings reach ``--fail-on``; ``cortex verify`` exits 1
+when a check fails.
 """
 
 from __future__ import annotations
 
-from appliance.cli import admin, audit, config, models, packs, reports, review, serve
+from appliance.cli import admin, audit, config, models, packs, reports, review, serve, verify
 from appliance.cli.base import cli
 
 __all__ = ["cli", "main"]
 
-for _module in (serve, review, models, packs, reports, admin, config, audit):
+for _module in (serve, review, models, packs, reports, admin, config, audit, verify):
     _module.register(cli)
 
 

@@ -22,7 +22,8 @@ def config_show(ctx: Context) -> None:
     loaded = ctx.loaded
     for field in setting_fields():
         value = getattr(loaded.settings, field.name)
-        click.echo(f"{field.name} = {'' if value is None else value}    # from {loaded.sources[field.name]}")
+        shown = ", ".join(value) if isinstance(value, tuple) else ("" if value is None else value)
+        click.echo(f"{field.name} = {shown}    # from {loaded.sources[field.name]}")
         click.echo(f"    {field.metadata['help']}")
 
 
