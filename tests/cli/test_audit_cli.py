@@ -13,10 +13,12 @@ import pytest
 from appliance.store import Database
 from tests.audit.tamper import attacker
 from tests.cli.test_cli import cortex
+from tests.support import Trust
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
+def data(tmp_path: Path, test_trust: Trust) -> Path:
+    # test_trust fills in the trust root that cortex() passes to every command.
     data_dir = tmp_path / "data"
     for n in range(3):
         assert cortex(data_dir, "users", "create", f"user{n}", "--role", "viewer", "--no-password").returncode == 0
