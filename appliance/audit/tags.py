@@ -70,6 +70,9 @@ class AuditTag(StrEnum):
     AUDIT_FORWARDER_REMOVED = "audit:forwarder:removed"
     AUDIT_FORWARDER_FAILING = "audit:forwarder:failing"
     AUDIT_FORWARDER_RECOVERED = "audit:forwarder:recovered"
+    # Backups of the data directory
+    STORE_BACKUP_CREATED = "store:backup:created"
+    STORE_BACKUP_RESTORED = "store:backup:restored"
     # The appliance itself
     SYSTEM_DATABASE_MIGRATED = "system:database:migrated"
     SYSTEM_SERVICE_STARTED = "system:service:started"

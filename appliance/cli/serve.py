@@ -15,6 +15,7 @@ from appliance.auth import has_admin, issue_bootstrap_token
 from appliance.cli.base import Context, pass_context
 from appliance.config import Settings
 from appliance.errors import ConfigError
+from appliance.store.lock import DataDirLock
 from appliance.tasks.services import Services
 from appliance.web import create_app
 
@@ -39,6 +40,12 @@ def serve_command(ctx: Context, host: str | None, port: int | None, workers: int
     settings = ctx.settings
     logging.getLogger().setLevel(settings.log_level.upper())
     _check_listen(settings)
+    # Held shared for the life of the server: `cortex backup restore` needs it alone (see store/lock.py).
+    with DataDirLock.hold_shared(settings.data_dir, purpose="start the server"):
+        _run(settings, show_bootstrap_token)
+
+
+def _run(settings: Settings, show_bootstrap_token: bool | None) -> None:
     services = Services(settings)
     show = sys.stdout.isatty() if show_bootstrap_token is None else show_bootstrap_token
     base = settings.base_url

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import apsw
 
@@ -108,11 +109,17 @@ class Transaction:
 
 
 class Database:
-    """One SQLite database file and the connections this process holds on it."""
+    """One SQLite database file and the connections this process holds on it.
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 15000) -> None:
+    With ``read_only``, the file is one that nothing writes to (a backup's copy, perhaps on read-only
+    media): it is opened read-only and immutable, so no lock is taken and no ``-wal`` or ``-shm`` file is
+    created beside it, and :meth:`write` refuses.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 15000, read_only: bool = False) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.read_only = read_only
         self._write_lock = threading.RLock()
         self._writer: apsw.Connection | None = None
         self._write_depth = 0
@@ -120,9 +127,12 @@ class Database:
         self._local = threading.local()
         self._all_readers: list[apsw.Connection] = []
         self._readers_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _connect(self) -> apsw.Connection:
+        if self.read_only:
+            return self._connect_read_only()
         try:
             conn = apsw.Connection(str(self.path))
             conn.set_busy_timeout(self.busy_timeout_ms)
@@ -133,6 +143,18 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA temp_store=MEMORY")
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
+        return conn
+
+    def _connect_read_only(self) -> apsw.Connection:
+        if not self.path.is_file():
+            raise StoreError(f"cannot open the database file {self.path}: it does not exist")
+        # RFC 8089 file URI; immutable=1: SQLite takes no lock and never looks for a -wal or hot journal.
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+        try:
+            conn = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+            conn.execute("PRAGMA query_only=ON")
         except apsw.Error as exc:
             raise _translate(exc) from exc
         return conn
@@ -158,6 +180,8 @@ class Database:
         Commits when the block ends, rolls back when it raises. apsw errors surface as
         :class:`StoreError` (or :class:`IntegrityError`) with a message a user can act on.
         """
+        if self.read_only:
+            raise StoreError(f"the database {self.path} is open read-only; nothing was written")
         with self._write_lock:
             conn = self._writer_conn()
             depth = self._write_depth
@@ -219,15 +243,49 @@ class Database:
         row = conn.execute(f"PRAGMA {name}").fetchone()
         return row[0] if row else None
 
-    def backup_to(self, target: Path) -> None:
-        """Copy a consistent snapshot of the live database to ``target`` (SQLite online backup)."""
-        dest = apsw.Connection(str(target))
+    def integrity_problems(self, limit: int = 20) -> list[str]:
+        """What ``PRAGMA integrity_check`` finds (an empty list: the file is sound)."""
         try:
-            with dest.backup("main", self._reader_conn(), "main") as backup:
-                while not backup.done:
-                    backup.step(1024)
+            rows = self._reader_conn().execute(f"PRAGMA integrity_check({int(limit)})").fetchall()
+        except apsw.Error as exc:
+            return [str(_translate(exc))]
+        except StoreError as exc:  # it does not even open as a database
+            return [exc.message]
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found
+
+    def backup_to(self, target: Path, *, while_paused: Callable[[], None] | None = None) -> None:
+        """Copy a consistent snapshot of the live database to ``target`` (SQLite online backup).
+
+        The snapshot is pinned in a read transaction of its own connection and copied in one step: writers,
+        in this process and others, go on meanwhile (WAL) and never make the copy start over. The copy is one
+        self-contained file in rollback-journal mode, with no ``-wal`` beside it.
+
+        Args:
+            target: the new file (must not exist).
+            while_paused: run while no writer can commit (this process holds the write lock, ``BEGIN
+                IMMEDIATE``); the snapshot is taken before writers resume. Files that writers create before
+                they commit (audit checkpoints and archives, pack folders) are copied there in step with it.
+        """
+        source = self._connect()
+        try:
+            with self.write():
+                if while_paused is not None:
+                    while_paused()
+                source.execute("BEGIN")
+                source.execute("SELECT COUNT(*) FROM sqlite_schema").fetchall()  # pins the snapshot
+            dest = apsw.Connection(str(target))
+            try:
+                with dest.backup("main", source, "main") as backup:
+                    backup.step(-1)
+                dest.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                dest.close()
+            source.execute("COMMIT")
+        except apsw.Error as exc:
+            raise _translate(exc) from exc
         finally:
-            dest.close()
+            source.close()
 
     def close(self) -> None:
         with self._write_lock:
