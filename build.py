@@ -6,6 +6,7 @@
     python3 build.py bench     set up, then run benchmarks/ and write their figures into README.md
     python3 build.py freeze    set up, then build the frozen `cortex` binary into dist/cortex
     python3 build.py packs     set up, then sign every pack in rules/ into dist/packs/<id>-<version>.tar
+    python3 build.py bundle    set up, freeze, then build dist/cortex-appliance-VERSION-linux-ARCH.tar
     python3 build.py setup     only the set-up steps (virtualenv, pinned dependencies, model, packs, ./var)
 
 Every step is idempotent and keyed on what it depends on, so a second run is quick. Only the standard
@@ -295,6 +296,26 @@ def freeze() -> Path:
     return FROZEN
 
 
+# --- the offline bundle --------------------------------------------------------------------------
+
+
+def bundle(release_key: Path | None) -> Path:
+    """Freeze, then build the signed install bundle into dist/ (bundle/make_bundle.py does the work)."""
+    binary = freeze()
+    if release_key is None:
+        release_key = KEYS / "dev-release.pem"
+        if not release_key.exists():
+            say(f"creating the development release key {release_key.relative_to(ROOT)}")
+            cortex("packs", "keygen", "--out", str(release_key))
+    say("building the offline bundle")
+    out = subprocess.run(
+        [str(venv_bin("python")), str(ROOT / "bundle" / "make_bundle.py"), "--binary", str(binary),
+         "--packs", str(DEV_PACKS), "--trust-root", str(TRUST / "root.json"), "--models", str(MODELS),
+         "--key", str(release_key), "--out", str(DIST)],
+        check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return Path(out)
+
+
 # --- commands ------------------------------------------------------------------------------------
 
 
@@ -336,6 +357,7 @@ def cmd_test(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     setup()
+    bundle(None)  # the install benchmark times the real bundle
     run([str(venv_bin("python")), "benchmarks/run.py", *args.rest])
 
 
@@ -350,6 +372,14 @@ def cmd_packs(args: argparse.Namespace) -> None:
         say(f"signed pack: {path.relative_to(ROOT)}")
     if keys is None:
         say("signed with the development key: only an appliance with the development trust root accepts these")
+
+
+def cmd_bundle(args: argparse.Namespace) -> None:
+    setup()
+    path = bundle(Path(args.key).resolve() if args.key else None)
+    say(f"bundle: {path} ({path.stat().st_size // (1 << 20)} MB)")
+    if not args.key:
+        say("signed with the development release key (.keys/dev-release.pem): for evaluation only")
 
 
 def cmd_freeze(_: argparse.Namespace) -> None:
@@ -368,6 +398,7 @@ def main() -> None:
         ("test", cmd_test, "set up, then ruff, mypy, import-linter, freeze and pytest (extra arguments go to pytest)"),
         ("bench", cmd_bench, "set up, then run the benchmarks and update README.md"),
         ("freeze", cmd_freeze, "set up, then build the frozen cortex binary"),
+        ("bundle", cmd_bundle, "set up, freeze, then build the signed offline install bundle in dist/"),
         ("packs", cmd_packs, "sign every pack in rules/ into dist/packs (development key unless --key is given)"),
     ):
         p = sub.add_parser(name, help=help_text)
@@ -376,6 +407,8 @@ def main() -> None:
             p.add_argument("--quick", action="store_true", help="skip lint, type checks and freezing")
         if name == "packs":
             p.add_argument("--key", action="append", default=[], help="a release signing key (repeatable)")
+        if name == "bundle":
+            p.add_argument("--key", help="the release signing key (Ed25519 PEM); default: a development key")
         p.add_argument("rest", nargs=argparse.REMAINDER, help="passed through")
     args = parser.parse_args()
     if args.rest and args.rest[0] == "--":

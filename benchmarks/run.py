@@ -25,12 +25,13 @@ from typing import Any
 
 import bench_audit
 import bench_inference
+import bench_install
 import bench_review
 import bench_rules
 from common import BENCH_DIR, ROOT, Row, cpu_count, load_average
 
 BENCHMARKS: dict[str, ModuleType] = {"rules": bench_rules, "review": bench_review, "inference": bench_inference,
-                                     "audit": bench_audit}
+                                     "audit": bench_audit, "install": bench_install}
 RESULTS = BENCH_DIR / "results.json"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="inference: rounds over the four model instances (default 4; "
                         "quick 2)")
     parser.add_argument("--events", type=int, help="audit: events in the log (default 1,000,000; quick 100,000)")
+    parser.add_argument("--installs", type=int, help="install: installs to time (default 3; quick 1)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README section")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "review": {"runs": args.runs or (2 if args.quick else 5)},
         "inference": {"rounds": args.rounds or (2 if args.quick else 4)},
         "audit": {"events": args.events or (100_000 if args.quick else 1_000_000)},
+        "install": {"runs": args.installs or (1 if args.quick else 3)},
     }
 
     machine = machine_info()

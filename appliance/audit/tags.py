@@ -77,3 +77,5 @@ class AuditTag(StrEnum):
     SYSTEM_DATABASE_MIGRATED = "system:database:migrated"
     SYSTEM_SERVICE_STARTED = "system:service:started"
     SYSTEM_SERVICE_STOPPED = "system:service:stopped"
+    SYSTEM_RELEASE_INSTALLED = "system:release:installed"
+    SYSTEM_RELEASE_REMOVED = "system:release:removed"

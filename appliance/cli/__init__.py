@@ -7,12 +7,12 @@ when a check fails.
 
 from __future__ import annotations
 
-from appliance.cli import admin, audit, backup, config, models, packs, reports, review, serve, verify
+from appliance.cli import admin, audit, backup, config, install, models, packs, reports, review, serve, verify
 from appliance.cli.base import cli
 
 __all__ = ["cli", "main"]
 
-for _module in (serve, review, models, packs, reports, admin, config, audit, verify, backup):
+for _module in (serve, review, models, packs, reports, admin, config, audit, install, backup, verify):
     _module.register(cli)
 
 
