@@ -134,7 +134,7 @@ def build_sbom(dists: list[metadata.Distribution], release: Path, model: dict[st
     components: list[dict[str, Any]] = []
     for dist in dists:
         name, version = dist.metadata["Name"], dist.version
-        ref = f"pkg:pypi/{name.lower()}@{version}"
+        ref = f"pkg:pypi/{re.sub(r'[-_.]+', '-', name).lower()}@{version}"  # the purl spec's PyPI name
         component: dict[str, Any] = {
             "type": "library", "bom-ref": ref, "name": name, "version": version, "purl": ref,
             "licenses": [{"license": {"name": _license_of(dist)}}],

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,16 @@ from tests.test_frozen import frozen_binary
 
 pytestmark = pytest.mark.slow
 
-NOBODY = "nobody"  # tests run as root here: the service user must be someone else
+NOBODY = "nobody"  # when tests run as root, the service user must be someone else
+
+
+def as_service_user() -> list[str]:
+    """Run a command as the installed service user, the way systemd would (root only: otherwise the
+    install runs as the installing user and so does everything here)."""
+    if os.geteuid() != 0:
+        return []
+    entry = pwd.getpwnam(NOBODY)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +65,12 @@ def bundle_tar(tmp_path_factory: pytest.TempPathFactory, test_trust: Trust,
 @pytest.fixture
 def unpacked(bundle_tar: Path, tmp_path: Path) -> Iterator[Path]:
     """The bundle unpacked with the real tar, as an operator does from the USB stick."""
+    if os.geteuid() == 0:
+        # pytest keeps its temporary folders 0700; the service user must be able to pass through them.
+        for folder in [tmp_path, *tmp_path.parents]:
+            if folder == Path(tempfile.gettempdir()):
+                break
+            folder.chmod(folder.stat().st_mode | 0o711)
     subprocess.run(["tar", "-xf", str(bundle_tar), "-C", str(tmp_path)], check=True)
     yield tmp_path / f"cortex-appliance-{__version__}"
     shutil.rmtree(tmp_path, ignore_errors=True)  # a bundle and an install are a few hundred MB each
@@ -77,13 +94,14 @@ def resign(bundle: Path, key: Ed25519PrivateKey, **header: str) -> None:
 
 
 def installed_cli(prefix: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(prefix / "current" / "cortex"), "--config", str(prefix / "etc" / "appliance.toml"),
-                           *args], input=stdin, capture_output=True, text=True, timeout=300, check=False,
+    return subprocess.run([*as_service_user(), str(prefix / "current" / "cortex"), "--config",
+                           str(prefix / "etc" / "appliance.toml"), *args], input=stdin, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "PYTHONPATH": "", "CORTEX_CONFIG": ""})
 
 
 def users(prefix: Path) -> list[str]:
-    with sqlite3.connect(prefix / "data" / "appliance.db") as db:
+    # immutable: read without creating -wal/-shm files that the service user could not open later
+    with sqlite3.connect(f"file:{prefix / 'data' / 'appliance.db'}?immutable=1", uri=True) as db:
         return [row[0] for row in db.execute("SELECT username FROM users ORDER BY username")]
 
 
@@ -110,12 +128,12 @@ def test_the_bundle_holds_everything_and_its_signature_checks_with_openssl(unpac
     assert sbom["bomFormat"] == "CycloneDX" and sbom["specVersion"] == "1.5"
     kinds = {c["type"] for c in sbom["components"]}
     assert {"library", "machine-learning-model"} <= kinds
-    names_in_sbom = {c["name"].lower() for c in sbom["components"]}
+    names_in_sbom = {re.sub(r"[-_.]+", "-", c["name"]).lower() for c in sbom["components"]}
     assert {"litestar", "llama-cpp-python", "cryptography", "apsw"} <= names_in_sbom
     natives = [n for c in sbom["components"] for n in c.get("components", [])]
     assert any("llama" in n["name"] for n in natives)  # llama.cpp's shared library, with its sha256
-    page = (unpacked / "docs" / "index.html").read_text()
-    assert "http://" not in page and "https://" not in page
+    for page in (unpacked / "docs").glob("*.html"):  # the manual loads nothing from anywhere
+        assert re.findall(r'(?:src|href)="(?:https?:)?//', page.read_text()) == [], page.name
 
 
 # --- install, then the air gap -------------------------------------------------------------------
@@ -157,13 +175,15 @@ def test_install_into_a_prefix_then_review_and_every_page_with_no_network(unpack
         # No route but loopback: the appliance could not reach anything else even if it tried.
         "test -z \"$(ip route show default)\"; "
         f"strace -f -qq -e trace=connect -o {trace} sh -c '"
-        f"{prefix / 'current' / 'cortex'} --config {prefix / 'etc' / 'appliance.toml'} serve "
+        f"{' '.join(as_service_user())} {prefix / 'current' / 'cortex'} --config {prefix / 'etc' / 'appliance.toml'} serve "
         f"> {server_log} 2>&1 & server=$!; "
         f"{sys.executable} {client} https://localhost:{port.group(1)} {prefix / 'etc' / 'tls' / 'cert.pem'} "
         f"{token.stdout.strip()} {ADMIN_PASSWORD}; status=$?; kill $server; wait $server; exit $status'"
     )
     try:
-        namespace = subprocess.run(["unshare", "-rn", "sh", "-c", script], capture_output=True, text=True,
+        # As root: a plain network namespace, the server run as the service user. Otherwise a user namespace.
+        unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+        namespace = subprocess.run([*unshare, "sh", "-c", script], capture_output=True, text=True,
                                    timeout=900, check=False,
                                    env={**os.environ, "PYTHONPATH": str(ROOT), "CORTEX_CONFIG": ""})
     except FileNotFoundError:
@@ -356,7 +376,7 @@ def test_uninstall_keeps_the_data_unless_purged(unpacked: Path, tmp_path: Path) 
     removed = run_install(unpacked, prefix, "--uninstall")
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not (prefix / "releases").exists() and (prefix / "data" / "appliance.db").exists()
-    with sqlite3.connect(prefix / "data" / "appliance.db") as db:
+    with sqlite3.connect(f"file:{prefix / 'data' / 'appliance.db'}?immutable=1", uri=True) as db:
         assert db.execute("SELECT COUNT(*) FROM audit_events WHERE action = 'system:release:removed'").fetchone()[0]
     assert run_install(unpacked, prefix).returncode == 0  # a reinstall finds its data again
     purged = run_install(unpacked, prefix, "--uninstall", "--purge")
