@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import socket
+import ssl
 import time
 from collections import Counter
 from pathlib import Path
@@ -179,3 +181,22 @@ def test_over_tls_the_session_cookie_is_secure_and_host_prefixed(server_factory:
         assert cookie.startswith("__Host-cortex_session=") and "Secure" in cookie and "HttpOnly" in cookie
     with pytest.raises(httpx.HTTPError):
         httpx.get(server.base.replace("https://", "http://") + "/healthz", timeout=5)
+    # TLS 1.2 and 1.3 only, forward-secret AEAD suites only: an old client is turned away.
+    for version in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        legacy.load_verify_locations(cert)
+        legacy.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        legacy.maximum_version = version
+        legacy.set_ciphers("ALL:@SECLEVEL=0")
+        with pytest.raises((ssl.SSLError, OSError)), socket.create_connection(("127.0.0.1", server.port), 5) as raw:
+            legacy.wrap_socket(raw, server_hostname="127.0.0.1").close()
+    weak = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    weak.load_verify_locations(cert)
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers("AES128-SHA:AES256-SHA:AES128-GCM-SHA256")  # static RSA key exchange, CBC
+    with pytest.raises((ssl.SSLError, OSError)), socket.create_connection(("127.0.0.1", server.port), 5) as raw:
+        weak.wrap_socket(raw, server_hostname="127.0.0.1").close()
+    modern = ssl.create_default_context(cafile=str(cert))
+    with socket.create_connection(("127.0.0.1", server.port), 5) as raw, \
+            modern.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")

@@ -95,7 +95,8 @@ def resign(bundle: Path, key: Ed25519PrivateKey, **header: str) -> None:
 
 def installed_cli(prefix: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*as_service_user(), str(prefix / "current" / "cortex"), "--config",
-                           str(prefix / "etc" / "appliance.toml"), *args], input=stdin, capture_output=True, text=True, timeout=300, check=False,
+                           str(prefix / "etc" / "appliance.toml"), *args], input=stdin, capture_output=True,
+                          text=True, timeout=300, check=False,
                           env={**os.environ, "PYTHONPATH": "", "CORTEX_CONFIG": ""})
 
 
@@ -175,7 +176,8 @@ def test_install_into_a_prefix_then_review_and_every_page_with_no_network(unpack
         # No route but loopback: the appliance could not reach anything else even if it tried.
         "test -z \"$(ip route show default)\"; "
         f"strace -f -qq -e trace=connect -o {trace} sh -c '"
-        f"{' '.join(as_service_user())} {prefix / 'current' / 'cortex'} --config {prefix / 'etc' / 'appliance.toml'} serve "
+        f"{' '.join(as_service_user())} {prefix / 'current' / 'cortex'} "
+        f"--config {prefix / 'etc' / 'appliance.toml'} serve "
         f"> {server_log} 2>&1 & server=$!; "
         f"{sys.executable} {client} https://localhost:{port.group(1)} {prefix / 'etc' / 'tls' / 'cert.pem'} "
         f"{token.stdout.strip()} {ADMIN_PASSWORD}; status=$?; kill $server; wait $server; exit $status'"
