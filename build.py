@@ -150,7 +150,7 @@ def ensure_models() -> None:
 
 # Debian packages the tests use as real peers: rsyslogd (forwarding over TCP, and over TLS with its GnuTLS
 # driver) and the openssl program (checkpoint signatures verified without the appliance's code).
-TEST_PEERS = ("rsyslog", "rsyslog-gnutls", "openssl")
+TEST_PEERS = ("rsyslog", "rsyslog-gnutls", "openssl", "strace", "iproute2")
 
 
 def _dpkg_installed(package: str) -> bool:
@@ -340,7 +340,7 @@ def cmd_test(args: argparse.Namespace) -> None:
     py = str(venv_bin("python"))
     if not args.quick:
         say("ruff")
-        run([py, "-m", "ruff", "check", "appliance", "tests", "benchmarks", "build.py"])
+        run([py, "-m", "ruff", "check", "appliance", "tests", "benchmarks", "bundle", "build.py"])
         say("mypy")
         run([py, "-m", "mypy"])
         say("import-linter")

@@ -169,6 +169,7 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # an old client, on purpose
 def test_over_tls_the_session_cookie_is_secure_and_host_prefixed(server_factory: Any, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     server = server_factory(env={"CORTEX_TLS_CERT": str(cert), "CORTEX_TLS_KEY": str(key)}, tls_ca=cert).start()
