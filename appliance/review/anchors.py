@@ -10,9 +10,9 @@ anchors are all present: a few of a hundred rules per file instead of all of the
 The anchors must never skip a file a query would match (that would lose findings), so the translation is
 conservative: each regex becomes a RE2 regex that matches *at least* wherever Python's ``re.search`` (which
 tree-sitter uses for ``#match?``) matches inside a node's text. Zero-width assertions (``^ $ \\b \\B \\A
-\\Z``) are dropped, since a node's boundaries are not the file's; ``\\w``, ``\\d`` and ``\\s`` are widened to
-their Unicode meaning in Python. A regex RE2 cannot express (look-arounds, back-references, verbose mode)
-gives no anchor, and a pattern with no anchor always runs.
+\\Z`` and look-arounds) are dropped, since a node's boundaries are not the file's; ``\\w``, ``\\d`` and
+``\\s`` are widened to their Unicode meaning in Python. A regex RE2 cannot express (back-references,
+atomic groups, verbose mode) gives no anchor, and a pattern with no anchor always runs.
 """
 
 from __future__ import annotations
@@ -74,6 +74,31 @@ def _strip_comments(pattern: str) -> str:
     return "".join(out)
 
 
+def _group_end(regex: str, start: int) -> int | None:
+    """The index just past the group opened at ``start``; None when it is not closed."""
+    depth, i, in_class = 0, start, False
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if regex.startswith(("[]", "[^]"), i):
+                i += 2 if regex[i + 1] == "]" else 3
+                continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
 def widen_regex(regex: str) -> str | None:
     """A RE2 regex that finds a match in any text where Python's ``re.search(regex)`` finds one inside a
     substring of it; None when that cannot be written for RE2."""
@@ -121,11 +146,18 @@ def widen_regex(regex: str) -> str | None:
             continue
         if c == "{" and regex.startswith("{,", i):
             return None  # Python's {,n} is RE2's literal text
+        if regex.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            # A look-around is an assertion like ^ or \b: dropping it only widens the match.
+            end = _group_end(regex, i)
+            if end is None:
+                return None
+            i = end
+            continue
         if regex.startswith("(?", i):
             flags = re.match(r"\(\?([a-zA-Z]*)(?:-[a-zA-Z]*)?[:)]", regex[i:])
             named = regex.startswith("(?P<", i)
             if not named and (flags is None or set(flags.group(1)) - _FLAGS_OK):
-                return None  # look-arounds, atomic groups, comments, verbose or ASCII mode
+                return None  # atomic groups, comments, verbose or ASCII mode
         out.append(c)
         i += 1
     widened = "".join(out)
