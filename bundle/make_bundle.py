@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from appliance import __version__  # noqa: E402
+from appliance.errors import ApplianceError  # noqa: E402
+from appliance.packs.keys import load_private_key  # noqa: E402
 from appliance.verify.manifest import manifest_text  # noqa: E402
 
 PRODUCT = "cortex-appliance"
@@ -277,13 +279,6 @@ def write_tar(release: Path, target: Path, mtime: int) -> None:
     partial.replace(target)
 
 
-def load_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SystemExit(f"bundle: {path} is not an Ed25519 private key")
-    return key
-
-
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", type=Path, required=True, help="the frozen cortex binary")
@@ -301,9 +296,12 @@ def main(argv: list[str] | None = None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bundle-", dir=args.out) as work:
         release = Path(work) / name
+        try:
+            key = load_private_key(args.key)
+        except ApplianceError as exc:
+            raise SystemExit(f"bundle: {exc.message}") from exc
         assemble(release, binary=args.binary, packs=sorted(args.packs.glob("*.tar")),
-                 trust_root=args.trust_root, models_dir=args.models, key=load_key(args.key), built=built,
-                 arch=args.arch)
+                 trust_root=args.trust_root, models_dir=args.models, key=key, built=built, arch=args.arch)
         write_tar(release, target, epoch)
     print(target)
     return target

@@ -90,7 +90,7 @@ def load_public_key(path: Path) -> PublicKey:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ValidationError(f"cannot read the public key {path}: {exc.strerror}") from exc
+        raise ValidationError(f"cannot read the key {path}: {exc.strerror}") from exc
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
@@ -100,7 +100,7 @@ def load_public_key(path: Path) -> PublicKey:
             raise ValidationError(f"{path} holds no PEM Ed25519 key") from exc
         key = private.public_key()
     if not isinstance(key, Ed25519PublicKey):
-        raise ValidationError(f"{path} holds a key that is not Ed25519")
+        raise ValidationError(f"{path} is not an Ed25519 key")
     return PublicKey(key)
 
 

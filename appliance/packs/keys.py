@@ -16,7 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from appliance.errors import PackError
+from appliance.audit import keys as audit_keys
+from appliance.errors import PackError, ValidationError
 
 __all__ = ["generate_key", "key_id", "load_private_key", "load_public_key", "public_from_hex", "public_hex",
            "sign", "verify"]
@@ -73,24 +74,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    """A public key from a PEM file, or the public half of a private key file."""
+    """A public key from a PEM file, or the public half of a private key file (the audit key's reader)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PackError(f"cannot read the key {path}: {exc.strerror}") from exc
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        try:
-            private = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise PackError(f"{path} holds no PEM Ed25519 key") from exc
-        if not isinstance(private, Ed25519PrivateKey):
-            raise PackError(f"{path} is not an Ed25519 key") from None
-        return private.public_key()
-    if not isinstance(key, Ed25519PublicKey):
-        raise PackError(f"{path} is not an Ed25519 key")
-    return key
+        return audit_keys.load_public_key(path).key
+    except ValidationError as exc:
+        raise PackError(exc.message) from exc
 
 
 def sign(key: Ed25519PrivateKey, payload: bytes) -> dict[str, str]:

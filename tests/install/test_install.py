@@ -49,6 +49,7 @@ def bundle_tar(tmp_path_factory: pytest.TempPathFactory, test_trust: Trust,
     binary = frozen_binary()
     work = tmp_path_factory.mktemp("bundle")
     key = work / "release.pem"
+    key.touch(mode=0o600)  # a signing key must be private, or the builder refuses it
     key.write_bytes(release_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()))
     tar = make_bundle(binary, test_trust, key, work)
@@ -105,6 +106,14 @@ def resign(bundle: Path, key: Ed25519PrivateKey, **header: str) -> None:
         text = re.sub(rf"^{name} .*$", f"{name} {value}", text, count=1, flags=re.M)
     (bundle / "MANIFEST").write_text(text, encoding="utf-8")
     (bundle / "MANIFEST.sig").write_bytes(key.sign(text.encode("utf-8")))
+
+
+def newer_bundle(unpacked: Path, tmp_path: Path, key: Ed25519PrivateKey) -> Path:
+    """A copy of the bundle that says it is version 99.0.0, correctly signed: an upgrade to install."""
+    newer = tmp_path / "newer"
+    shutil.copytree(unpacked, newer)
+    resign(newer, key, version="99.0.0")
+    return newer
 
 
 def installed_cli(prefix: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -287,15 +296,20 @@ def test_a_truncated_tarball_never_installs(bundle_tar: Path, tmp_path: Path) ->
     assert not (tmp_path / "opt").exists()
 
 
-def test_too_little_disk_is_refused_before_anything_is_written(unpacked: Path, tmp_path: Path) -> None:
-    prefix = tmp_path / "small"
-    prefix.mkdir()
-    script = (f"mount -t tmpfs -o size=64m tmpfs {prefix} && exec {unpacked / 'install'} --prefix {prefix} "
-              f"--no-systemd --hostname localhost")
+def install_under_mount(unpacked: Path, mount: str, prefix: Path) -> subprocess.CompletedProcess[str]:
+    """``./install --prefix`` in a mount namespace where ``mount`` (a shell command) ran first."""
+    script = f"{mount} && exec {unpacked / 'install'} --prefix {prefix} --no-systemd --hostname localhost"
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
                             check=False, env={**os.environ, "PYTHONPATH": "", "CORTEX_CONFIG": ""})
     if "Operation not permitted" in result.stderr and "mount" in result.stderr:
-        pytest.skip(f"cannot mount a small file system here: {result.stderr.strip()}")
+        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    return result
+
+
+def test_too_little_disk_is_refused_before_anything_is_written(unpacked: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "small"
+    prefix.mkdir()
+    result = install_under_mount(unpacked, f"mount -t tmpfs -o size=64m tmpfs {prefix}", prefix)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "disk too small: the install needs" in result.stdout + result.stderr
 
@@ -304,12 +318,7 @@ def test_an_unwritable_prefix_is_refused(unpacked: Path, tmp_path: Path) -> None
     parent = tmp_path / "readonly"
     parent.mkdir()
     # Root may write anywhere, so make the folder read-only the way a mount does.
-    script = (f"mount --bind -o ro {parent} {parent} && exec {unpacked / 'install'} --prefix {parent / 'opt'} "
-              f"--no-systemd --hostname localhost")
-    result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
-                            check=False, env={**os.environ, "PYTHONPATH": "", "CORTEX_CONFIG": ""})
-    if "Operation not permitted" in result.stderr and "mount" in result.stderr:
-        pytest.skip(f"cannot make a read-only mount here: {result.stderr.strip()}")
+    result = install_under_mount(unpacked, f"mount --bind -o ro {parent} {parent}", parent / "opt")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"prefix not writable: {parent / 'opt'}" in result.stdout + result.stderr
 
@@ -324,9 +333,7 @@ def test_upgrade_keeps_a_backup_and_rollback_restores_the_data(unpacked: Path, t
     assert first.returncode == 0, first.stdout + first.stderr
     assert installed_cli(prefix, "users", "create", "before", "--role", "viewer", "--password-stdin",
                          stdin=ADMIN_PASSWORD + "\n").returncode == 0
-    newer = tmp_path / "newer"
-    shutil.copytree(unpacked, newer)
-    resign(newer, release_key, version="99.0.0")
+    newer = newer_bundle(unpacked, tmp_path, release_key)
     upgraded = run_install(newer, prefix)
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
     assert "backup of the data before the upgrade" in upgraded.stdout
@@ -349,9 +356,7 @@ def test_upgrade_keeps_a_backup_and_rollback_restores_the_data(unpacked: Path, t
 def test_an_older_bundle_over_a_newer_install_is_refused_unless_allowed(unpacked: Path, tmp_path: Path,
                                                                         release_key: Ed25519PrivateKey) -> None:
     prefix = tmp_path / "opt"
-    newer = tmp_path / "newer"
-    shutil.copytree(unpacked, newer)
-    resign(newer, release_key, version="99.0.0")
+    newer = newer_bundle(unpacked, tmp_path, release_key)
     assert run_install(newer, prefix).returncode == 0
     refused = run_install(unpacked, prefix)
     assert refused.returncode == 1
@@ -369,9 +374,7 @@ def test_an_interrupted_upgrade_completes_on_rerun_or_rolls_back(unpacked: Path,
     assert run_install(unpacked, prefix).returncode == 0
     assert installed_cli(prefix, "users", "create", "kept", "--role", "viewer", "--password-stdin",
                          stdin=ADMIN_PASSWORD + "\n").returncode == 0
-    newer = tmp_path / "newer"
-    shutil.copytree(unpacked, newer)
-    resign(newer, release_key, version="99.0.0")
+    newer = newer_bundle(unpacked, tmp_path, release_key)
     cut = run_install(newer, prefix, env={"CORTEX_INSTALL_STOP_AFTER": stop_after})
     assert cut.returncode == 137  # the power went out mid-upgrade
     assert (prefix / ".install-in-progress.json").exists()
