@@ -13,6 +13,13 @@ tree-sitter uses for ``#match?``) matches inside a node's text. Zero-width asser
 \\Z`` and look-arounds) are dropped, since a node's boundaries are not the file's; ``\\w``, ``\\d`` and
 ``\\s`` are widened to their Unicode meaning in Python. A regex RE2 cannot express (back-references,
 atomic groups, verbose mode) gives no anchor, and a pattern with no anchor always runs.
+
+A capture on an identifier token (``(identifier) @v``, ``[(property_identifier) (field_identifier)] @v``)
+gives a tighter anchor. Lexers are maximal-munch: an identifier token never has ``[A-Za-z0-9_]`` right
+after it, nor before it, unless the token before is a number (``1iv`` in broken code, lexed as ``1`` and
+``iv``). So ``(#eq? @v "iv")`` need only be searched where ``iv`` stands as a word, and not inside
+``private``; and a ``#match?`` anchored at its start (every alternative opens with ``^``) or its end gets
+the same boundary on that side. Every other capture keeps the plain substring anchor.
 """
 
 from __future__ import annotations
@@ -33,6 +40,16 @@ _WORD = r"\p{L}\p{N}_"
 _DIGIT = r"\p{Nd}"
 _SPACE = r"\s\p{Z}\x{1c}-\x{1f}\x{85}"
 _ASSERTIONS = set("bBAZz")
+# Leaf tokens of the grammars whose text is one identifier as the lexer sees it.
+_IDENTIFIER_TOKENS = frozenset({
+    "identifier", "property_identifier", "field_identifier", "type_identifier", "package_identifier",
+    "shorthand_property_identifier", "shorthand_property_identifier_pattern", "statement_identifier",
+})
+# What may stand before and after an identifier token: not a character every grammar takes into an
+# identifier (or, before it, a number token that ends in such characters).
+_BEFORE_WORD = r"(?:^|[^A-Za-z0-9_]|[0-9][A-Za-z0-9_]*)"
+_AFTER_WORD = r"(?:[^A-Za-z0-9_]|$)"
+_CAPTURE = re.compile(r"@([\w.-]+)")
 _FLAGS_OK = set("imsu")
 
 
@@ -168,6 +185,83 @@ def widen_regex(regex: str) -> str | None:
     return widened
 
 
+_SEXP_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[()\[\]]|@[\w.-]+|[^\s()\[\]"@]+')
+
+
+def _token_captures(pattern: str) -> set[str]:
+    """The captures of ``pattern`` that only ever capture an identifier token."""
+    verdicts: dict[str, bool] = {}
+    # The open groups, outermost first: each is its opening bracket and its elements so far, an element
+    # being ("word", text), ("string", text) or ("group", whether it matches identifier tokens only).
+    stack: list[tuple[str, list[tuple[str, str | bool]]]] = [("(", [])]
+    for token in _SEXP_TOKEN.findall(pattern):
+        opener, elements = stack[-1]
+        if token in ("(", "["):
+            stack.append((token, []))
+        elif token in (")", "]") and len(stack) > 1:
+            stack.pop()
+            if opener == "(":
+                is_token = len(elements) == 1 and elements[0][0] == "word" and elements[0][1] in _IDENTIFIER_TOKENS
+            else:
+                alternatives = [e for e in elements if e[0] != "word"]
+                is_token = bool(alternatives) and all(e == ("group", True) for e in alternatives)
+            stack[-1][1].append(("group", is_token))
+        elif token.startswith("@"):
+            predicate = bool(elements) and elements[0][0] == "word" and str(elements[0][1]).startswith("#")
+            if not predicate:
+                previous = elements[-1] if elements else ("word", "")
+                verdicts[token[1:]] = verdicts.get(token[1:], True) and previous == ("group", True)
+        elif token.startswith('"'):
+            elements.append(("string", token))
+        elif token not in ("*", "+", "?", "."):
+            elements.append(("word", token))
+    return {name for name, is_token in verdicts.items() if is_token}
+
+
+def _alternatives(regex: str) -> list[str]:
+    """The top-level alternatives of ``regex``."""
+    parts, start, depth, i, in_class = [], 0, 0, 0, False
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if regex.startswith(("[]", "[^]"), i):
+                i += 2 if regex[i + 1] == "]" else 3
+                continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(regex[start:i])
+            start = i + 1
+        i += 1
+    parts.append(regex[start:])
+    return parts
+
+
+def _anchored_sides(regex: str) -> tuple[bool, bool]:
+    """Whether every match of ``regex`` starts at the start of the text, and whether it ends at the end."""
+    flags = re.match(r"(?:\(\?[a-zA-Z]+\))*", regex)
+    body = regex[flags.end() if flags else 0:]
+    start = end = True
+    for alternative in _alternatives(body):
+        escapes = len(alternative[:-1]) - len(alternative[:-1].rstrip("\\"))  # backslashes before the last
+        start = start and alternative.startswith(("^", "\\A"))
+        end = end and ((alternative.endswith("$") and escapes % 2 == 0)
+                       or (alternative.endswith("Z") and escapes % 2 == 1))
+    return start, end
+
+
+def _bounded(anchor: str, start: bool, end: bool) -> str:
+    return (_BEFORE_WORD if start else "") + "(?:" + anchor + ")" + (_AFTER_WORD if end else "")
+
+
 def pattern_anchors(pattern: str, quantifiers: Mapping[str, str]) -> list[str]:
     """RE2 regexes that must all be found in a file for ``pattern`` (one pattern of a query) to match there.
 
@@ -175,17 +269,22 @@ def pattern_anchors(pattern: str, quantifiers: Mapping[str, str]) -> list[str]:
     predicates on captures every match has count. An empty list: nothing is known, the pattern always runs.
     """
     anchors = []
-    for match in _PREDICATE.finditer(_strip_comments(pattern)):
+    pattern = _strip_comments(pattern)
+    tokens = _token_captures(pattern)
+    for match in _PREDICATE.finditer(pattern):
         kind, capture = match.group(1), match.group(2)
         values = [_unescape(s) for s in _STRING.findall(match.group(3))]
         if quantifiers.get(capture) not in ("", "+"):
             continue
         if kind == "match?":
             widened = widen_regex(values[0]) if len(values) == 1 else None
+            if widened and capture in tokens:
+                widened = _bounded(widened, *_anchored_sides(values[0]))
             if widened:
                 anchors.append(widened)
         elif kind == "eq?" and len(values) != 1:
             continue
         elif values:
-            anchors.append("|".join(re2.escape(v) for v in values))
+            literal = "|".join(re2.escape(v) for v in values)
+            anchors.append(_bounded(literal, True, True) if capture in tokens else literal)
     return anchors

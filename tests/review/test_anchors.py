@@ -48,7 +48,89 @@ def test_only_predicates_on_captures_every_match_has_are_anchors() -> None:
       ; (#eq? @f "commented_out")
       (#eq? @f "eval") (#match? @a "^danger$") (#not-eq? @f "safe") (#any-of? @f "eval" "exec"))'''
     anchors = pattern_anchors(pattern, {"f": "", "a": "?"})
-    assert anchors == ["eval", "eval|exec"]
+    assert anchors == [_word("eval"), _word("eval|exec")]
+
+
+def _word(anchor: str, start: bool = True, end: bool = True) -> str:
+    before = "(?:^|[^A-Za-z0-9_]|[0-9][A-Za-z0-9_]*)" if start else ""
+    return before + f"(?:{anchor})" + ("(?:[^A-Za-z0-9_]|$)" if end else "")
+
+
+@pytest.mark.parametrize(("pattern", "anchors"), [
+    # eq? and any-of? on an identifier token: the literal as a word
+    ('((identifier) @f (#eq? @f "iv"))', [_word("iv")]),
+    ('((pair key: (property_identifier) @k) (#any-of? @k "iv" "nonce"))', [_word("iv|nonce")]),
+    # an alternation of identifier tokens is one, also nested and under several alternatives
+    ('((call arguments: (_ [[(identifier) (property_identifier)] @v (_ (field_identifier) @v)]))'
+     ' (#eq? @v "ssn"))', [_word("ssn")]),
+    # a regex is bounded only on the sides every alternative is anchored on
+    ('((identifier) @v (#match? @v "(?i)^(ssn|dob)$"))', [_word("(?i)(ssn|dob)")]),
+    (r'((identifier) @v (#match? @v "\\Aiv|^nonce"))', [_word("iv|nonce", end=False)]),
+    (r'((identifier) @v (#match? @v "_iv$|_nonce\\Z"))', [_word("_iv|_nonce", start=False)]),
+    (r'((identifier) @v (#match? @v "^iv|nonce$"))', ["(?:iv|nonce)"]),
+    (r'((identifier) @v (#match? @v "^iv\\\\$"))', [_word(r"iv\\")]),  # an escaped backslash, then $
+    (r'((identifier) @v (#match? @v "^iv\\$"))', [_word(r"iv\$", end=False)]),  # a literal $
+    # not an identifier token: a plain substring anchor
+    ('((_) @o (#eq? @o "log"))', ["log"]),
+    ('([(identifier) (attribute)] @f (#eq? @f "open"))', ["open"]),
+    ('([(a (identifier) @x) (b (string) @x)] (#eq? @x "iv"))', ["iv"]),
+    ('((identifier (x)) @q (#eq? @q "iv"))', ["iv"]),
+    ('(("+=" @w) (#eq? @w "+="))', [re2.escape("+=")]),
+])
+def test_identifier_tokens_get_word_boundaries(pattern: str, anchors: list[str]) -> None:
+    captures = {name: "" for name in re.findall(r"@(\w+)", pattern)}
+    assert pattern_anchors(pattern, captures) == anchors
+
+
+@pytest.mark.parametrize(("anchor", "text", "found"), [
+    ("iv", "iv = b'0' * 16", True),  # at the start of the text
+    ("iv", "cipher(key, iv)", True),
+    ("iv", "x = 1iv", True),  # broken code: the number 1, then the identifier iv
+    ("iv", "x = 0x1fiv", True),
+    ("iv", "y = $iv", True),
+    ("iv", "é = iv", True),
+    ("iv", "return iv", True),  # at the end of the text
+    ("iv", "private = active", False),
+    ("iv", "iv_len = 16", False),
+    ("iv", "_iv = x", False),
+])
+def test_a_word_anchor_is_found_wherever_the_identifier_stands(anchor: str, text: str, found: bool) -> None:
+    assert bool(re2.search(_word(anchor), text)) is found
+
+
+_BROKEN_CODE = {
+    "broken.py": "x = 1iv + 0x1fnonce\nprint($key, 2token)\ndef (iv\n",
+    "Broken.java": "class A { int x = 1iv; void f( { iv$ = nonce#x; } \n",
+    "broken.js": "const x = 1iv; obj.#priv = $key; 0b1nonce\n",
+    "broken.ts": "let x: number = 1iv; function (a { iv }\n",
+    "broken.go": "func f() { x := 1iv; y := 0x1fnonce }\n",
+}
+
+
+def test_every_identifier_token_of_every_example_stands_as_a_word() -> None:
+    """The lexers' maximal munch, checked on the real grammars: every identifier token in every pack
+    example, and in broken code, is found by its word anchor."""
+    from appliance.review.anchors import _IDENTIFIER_TOKENS
+    from appliance.review.structure import new_side_source, parser_for
+
+    files = [*_example_files(), *_BROKEN_CODE.items()]
+    checked = 0
+    for name, code in files:
+        change = file_as_added(name, code)
+        if change.language not in ("python", "java", "javascript", "typescript", "tsx", "go"):
+            continue
+        source = new_side_source(change)
+        tree = parser_for(change.language).parse(source)
+        text = source.decode("utf-8", errors="replace")
+        stack = [tree.root_node]
+        while stack:
+            node = stack.pop()
+            stack.extend(node.children)
+            if node.type in _IDENTIFIER_TOKENS and node.child_count == 0 and node.text:
+                word = node.text.decode("utf-8", errors="replace")
+                assert re2.search(_word(re2.escape(word)), text), (name, node.type, word)
+                checked += 1
+    assert checked > 5000
 
 
 def _example_files() -> list[tuple[str, str]]:
