@@ -201,3 +201,22 @@ def test_over_tls_the_session_cookie_is_secure_and_host_prefixed(server_factory:
     with socket.create_connection(("127.0.0.1", server.port), 5) as raw, \
             modern.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_the_server_is_ready_before_its_rules_compile_and_a_review_waits_for_them(server_factory: Any) -> None:
+    """/readyz answers once the packs are checked (files and signatures); their queries compile after.
+    A review sent at once still runs every rule of the packs it reports."""
+    server = server_factory().start()
+    token = make_token(server)
+    review_id = submit(server, token, review_diff(1), repository="svc/api")
+    packs = httpx.get(f"{server.base}/readyz").json()["checks"]["packs"]
+    assert packs["ok"] and "secure-coding-core" in {p["id"] for p in packs["active"]}
+    assert isinstance(packs["compiled"], bool)
+    review = wait_for_review(server.base, token, review_id)
+    assert review["status"] == "done"
+    assert any(f["rule_id"] == "CORE-DESER-001" for f in review["findings"])
+    assert "secure-coding-core" in {p["id"] for p in review["provenance"]["packs"]}
+    deadline = time.monotonic() + 60
+    while not httpx.get(f"{server.base}/readyz").json()["checks"]["packs"]["compiled"]:
+        assert time.monotonic() < deadline, "the packs never finished compiling"
+        time.sleep(0.1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from appliance import clock
@@ -64,9 +65,11 @@ def load_active_packs(db: Database, settings: Settings) -> tuple[list[PackSpec],
     return packs, errors
 
 
-def load_ruleset(db: Database, settings: Settings, *, actor: Actor | None = None, audit: bool = True) -> RuleSet:
-    """Every active pack, compiled. Refusals are logged and (with ``audit``) recorded."""
-    packs, load_errors = load_active_packs(db, settings)
+def load_ruleset(db: Database, settings: Settings, *, actor: Actor | None = None, audit: bool = True,
+                 verified: tuple[list[PackSpec], list[PackError]] | None = None) -> RuleSet:
+    """Every active pack, compiled. Refusals are logged and (with ``audit``) recorded. ``verified`` is the
+    result of :func:`load_active_packs` when the caller has it already."""
+    packs, load_errors = verified if verified is not None else load_active_packs(db, settings)
     ruleset = RuleSet.compile(packs)
     ruleset.refused = [*load_errors, *ruleset.refused]
     for error in ruleset.refused:
@@ -82,9 +85,23 @@ def load_ruleset(db: Database, settings: Settings, *, actor: Actor | None = None
     return ruleset
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A load under way: the packs' files and signatures are checked; their rules are being compiled."""
+
+    packs: list[PackSpec]
+    errors: list[PackError]
+
+
 class PackCatalog:
     """This process's view of the active packs and selections; reloads when their generation changes
-    (an import or a selection change in any process bumps it)."""
+    (an import or a selection change in any process bumps it).
+
+    Checking the packs' files and signatures takes a fraction of a second; compiling their tree-sitter
+    queries takes seconds (native work that holds the GIL). The service does both off its start-up path
+    (:meth:`begin_load`, then :meth:`load` in its bring-up thread); :meth:`describe` (what /readyz shows)
+    reports the checked packs at once, and anything that matches diffs waits for the compiled rules.
+    """
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -93,16 +110,42 @@ class PackCatalog:
         self._generation: str | None = None
         self._all: RuleSet | None = None
         self._selected: dict[str, RuleSet] = {}
+        self._loading = False  # a load is under way
+        self._verified: _Verified | None = None  # set while a load compiles
+
+    def _read_generation(self) -> str:
+        with self.db.read() as tx:
+            return str(repo.get_state(tx, repo.GENERATION, "0"))
 
     def _current(self) -> RuleSet:
-        with self.db.read() as tx:
-            generation = repo.get_state(tx, repo.GENERATION, "0")
+        generation = self._read_generation()
         with self._lock:
             if self._all is None or generation != self._generation:
-                self._all = load_ruleset(self.db, self.settings)
-                self._generation = generation
-                self._selected = {}
+                self._loading = True
+                try:
+                    verified = load_active_packs(self.db, self.settings)
+                    self._verified = _Verified(*verified)
+                    self._all = load_ruleset(self.db, self.settings, verified=verified)
+                    self._generation = generation
+                    self._selected = {}
+                finally:
+                    self._verified = None
+                    self._loading = False
             return self._all
+
+    def begin_load(self) -> None:
+        """Say a load is coming (:meth:`load`, from another thread): until it has checked the packs,
+        :meth:`describe` reports ``checking`` instead of loading them itself."""
+        self._loading = True
+
+    def load(self) -> None:
+        """Check and compile the active packs now; a failure is logged (and retried on first use)."""
+        try:
+            self._current()
+        except Exception:
+            log.exception("could not load the active rule packs")
+        finally:
+            self._loading = False
 
     @property
     def ruleset(self) -> RuleSet:
@@ -126,9 +169,19 @@ class PackCatalog:
             return self._selected[key]
 
     def describe(self) -> dict[str, Any]:
-        ruleset = self._current()
+        """The active, refused and expired packs. While a load compiles, the packs it has checked (files
+        and signatures), with ``compiled`` false, rather than waiting for it; ``checking`` true while it
+        has not checked them yet."""
+        verified = self._verified
+        if verified is not None:
+            packs, refused, compiled = verified.packs, verified.errors, False
+        elif self._loading:
+            return {"active": [], "refused": [], "expired": [], "compiled": False, "checking": True}
+        else:
+            ruleset = self._current()
+            packs, refused, compiled = ruleset.packs, ruleset.refused, True
         now = clock.now()
         expired = [f"{p.id} {p.display_version} expired on {clock.iso(p.expires)}; import a renewed pack"
-                   for p in ruleset.packs if p.expires is not None and p.expires <= now]
-        return {"active": [p.provenance() for p in ruleset.packs], "refused": [e.message for e in ruleset.refused],
-                "expired": expired}
+                   for p in packs if p.expires is not None and p.expires <= now]
+        return {"active": [p.provenance() for p in packs], "refused": [e.message for e in refused],
+                "expired": expired, "compiled": compiled}

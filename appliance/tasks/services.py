@@ -65,10 +65,12 @@ class Services:
         self.runtime.load(self.db)
 
     def start(self, *, workers: int | None = None) -> None:
-        """Start the service: packs, then in the background the model and after it the queue consumer.
+        """Start the service; in the background, the model, then the queue consumer, then the packs
+        (checked, then compiled).
 
         The consumer waits for the model: a review taken while the model loads would otherwise run
-        rules-only for good. Until both are up, /readyz says "not ready" (and /healthz answers).
+        rules-only for good. Until the model is up and the packs are checked, /readyz says "not ready"
+        (and /healthz answers). A review that comes before the rules are compiled waits for them.
         """
         count = self.settings.workers if workers is None else workers
         # Leftovers of an import or upload cut short (a crash, a power cut) are never active: clear them.
@@ -78,12 +80,17 @@ class Services:
             record_event(tx, AuditTag.SYSTEM_SERVICE_STARTED, Actor.system(), target="service",
                          details={"workers": count, "data_dir": str(self.settings.data_dir)})
         load_key(self.db, self.settings.data_dir)  # created (and audited) on first start
-        _ = self.ruleset
+        self.catalog.begin_load()  # checked and compiled by bring_up(); a review waits for the rules
         self.audit_worker.start()
 
         def bring_up() -> None:
-            self.runtime.load(self.db)
-            self.queue.start(count)
+            try:
+                self.runtime.load(self.db)
+                self.queue.start(count)
+            finally:
+                # After the model: compiling the queries holds the GIL for milliseconds at a time, and the
+                # model's load (thousands of short calls into llama.cpp) would queue behind it for seconds.
+                self.catalog.load()
 
         self._model_thread = threading.Thread(target=bring_up, name="bring-up", daemon=True)
         self._model_thread.start()
@@ -128,8 +135,10 @@ class Services:
                            "worker": self.audit_worker.alive()}
         try:
             packs = self.catalog.describe()
-            checks["packs"] = {"ok": True, **packs}
-            if not packs["active"]:
+            checks["packs"] = {"ok": not packs.get("checking"), **packs}
+            if packs.get("checking"):
+                checks["packs"]["note"] = "checking the active packs' files and signatures"
+            elif not packs["active"]:
                 checks["packs"]["note"] = "no rule pack is active: import signed packs with `cortex packs import`"
         except Exception as exc:  # readiness reports, never raises
             checks["packs"] = {"ok": False, "reason": str(exc), "active": [], "refused": []}
