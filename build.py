@@ -4,7 +4,7 @@
     python3 build.py serve     set up, then run the appliance on http://127.0.0.1:8080
     python3 build.py test      set up, then lint, type-check, freeze and run the test suite
     python3 build.py bench     set up, then run benchmarks/ and write their figures into README.md
-    python3 build.py freeze    set up, then build the frozen `cortex` binary into dist/cortex
+    python3 build.py freeze    set up, then build the frozen `cortex` program into dist/frozen/cortex/
     python3 build.py packs     set up, then sign every pack in rules/ into dist/packs/<id>-<version>.tar
     python3 build.py bundle    set up, freeze, then build dist/cortex-appliance-VERSION-linux-ARCH.tar
     python3 build.py setup     only the set-up steps (virtualenv, pinned dependencies, model, packs, ./var)
@@ -253,11 +253,15 @@ def setup() -> None:
 
 # --- freezing ------------------------------------------------------------------------------------
 
-FROZEN = DIST / "cortex"
+# PyInstaller's one-folder layout: the `cortex` executable and beside it `runtime/` (Python, llama.cpp, the
+# grammars, the manual). A one-file binary unpacks all of that into /tmp on every start (about a second
+# each time, and it cannot start at all where /tmp is mounted noexec, as hardening guides require).
+FROZEN = DIST / "frozen" / "cortex" / "cortex"
 
 
 def freeze() -> Path:
-    """Build dist/cortex with PyInstaller unless the sources it is built from are unchanged."""
+    """Build dist/frozen/cortex/ with PyInstaller unless the sources it is built from are unchanged; return
+    the path of its `cortex` executable."""
     sources = [p for p in (ROOT / "appliance").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     sources += [ROOT / "pyproject.toml", ROOT / "constraints.txt", ROOT / "build.py"]
     # Everything the binary carries: the manual, the trust root and the model manifest.
@@ -274,9 +278,12 @@ def freeze() -> Path:
             "the release root instead")
     work = CACHE / "pyinstaller"
     cmd = [
-        str(venv_bin("pyinstaller")), "--noconfirm", "--clean", "--onefile", "--name", "cortex",
-        "--distpath", str(DIST), "--workpath", str(work / "build"), "--specpath", str(work),
+        str(venv_bin("pyinstaller")), "--noconfirm", "--clean", "--onedir", "--contents-directory", "runtime",
+        "--name", "cortex", "--distpath", str(FROZEN.parent.parent), "--workpath", str(work / "build"),
+        "--specpath", str(work),
         "--log-level", "WARN",
+        # Build tooling the appliance never imports (PyInstaller would also import pkg_resources at every start).
+        "--exclude-module", "setuptools", "--exclude-module", "pkg_resources",
         "--collect-all", "llama_cpp",
         "--collect-all", "appliance",
         "--collect-data", "swagger_ui_bundle",
@@ -385,7 +392,8 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 def cmd_freeze(_: argparse.Namespace) -> None:
     setup()
     path = freeze()
-    say(f"frozen binary: {path} ({path.stat().st_size // (1 << 20)} MB)")
+    size = sum(f.stat().st_size for f in path.parent.rglob("*") if f.is_file() and not f.is_symlink())
+    say(f"frozen program: {path} (with {path.parent / 'runtime'}, {size // (1 << 20)} MB in all)")
 
 
 def main() -> None:

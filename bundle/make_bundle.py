@@ -3,7 +3,7 @@
 Run by ``python3 build.py bundle`` inside the project's virtualenv, after the frozen binary, the model and
 the signed packs exist::
 
-    .venv/bin/python bundle/make_bundle.py --binary dist/cortex --packs .cache/dev-packs \
+    .venv/bin/python bundle/make_bundle.py --binary dist/frozen/cortex/cortex --packs .cache/dev-packs \
         --key .keys/dev-release.pem --out dist
 
 The tar holds one directory, ``cortex-appliance-VERSION/``, that is the release directory an install
@@ -215,8 +215,15 @@ def assemble(release: Path, *, binary: Path, packs: list[Path], trust_root: Path
              key: Ed25519PrivateKey, built: str, arch: str) -> None:
     """Write the release directory: every file, then SHA256SUMS, MANIFEST and MANIFEST.sig."""
     release.mkdir(parents=True)
+    # PyInstaller's one folder: the executable and its runtime/ beside it. Links inside runtime/ (shared
+    # libraries PyInstaller lists twice) become copies: the bundle holds regular files only.
     shutil.copyfile(binary, release / "cortex")
     (release / "cortex").chmod(0o755)
+    runtime = binary.parent / "runtime"
+    if not runtime.is_dir():
+        raise SystemExit(f"bundle: {runtime} is missing: the frozen program is PyInstaller's one-folder "
+                         "layout (python3 build.py freeze builds it)")
+    shutil.copytree(runtime, release / "runtime", symlinks=False)
     shutil.copyfile(ROOT / "installer" / "install", release / "install")
     (release / "install").chmod(0o755)
     model = _default_model()
@@ -281,7 +288,8 @@ def write_tar(release: Path, target: Path, mtime: int) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", type=Path, required=True, help="the frozen cortex binary")
+    parser.add_argument("--binary", type=Path, required=True,
+                        help="the frozen cortex executable (its runtime/ beside it)")
     parser.add_argument("--packs", type=Path, required=True, help="folder of signed pack tars")
     parser.add_argument("--trust-root", type=Path, required=True, help="the pack trust root (root.json)")
     parser.add_argument("--models", type=Path, required=True, help="folder holding the default model's GGUF")

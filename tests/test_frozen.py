@@ -1,5 +1,6 @@
-"""The frozen single-file `cortex` binary (PyInstaller): serve and review with llama.cpp and the grammars
-inside it. `python3 build.py test` freezes first and requires this test to run."""
+"""The frozen `cortex` program (PyInstaller, one folder: the executable and its `runtime/`): serve and
+review with llama.cpp and the grammars inside it. `python3 build.py test` freezes first and requires this
+test to run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def frozen_binary() -> Path:
-    path = Path(os.environ.get("CORTEX_FROZEN_BINARY", ROOT / "dist" / "cortex"))
+    path = Path(os.environ.get("CORTEX_FROZEN_BINARY", ROOT / "dist" / "frozen" / "cortex" / "cortex"))
     if not path.is_file():
         if os.environ.get("CORTEX_REQUIRE_FROZEN") == "1":
             pytest.fail(f"the frozen binary {path} is missing; `python3 build.py freeze` builds it")
