@@ -110,8 +110,10 @@ class PackCatalog:
         self._generation: str | None = None
         self._all: RuleSet | None = None
         self._selected: dict[str, RuleSet] = {}
-        self._loading = False  # a load is under way
+        self._starting = False  # the service's first load is still to come (begin_load .. load)
         self._verified: _Verified | None = None  # set while a load compiles
+        self._reload_guard = threading.Lock()
+        self._reloader: threading.Thread | None = None
 
     def _read_generation(self) -> str:
         with self.db.read() as tx:
@@ -121,7 +123,6 @@ class PackCatalog:
         generation = self._read_generation()
         with self._lock:
             if self._all is None or generation != self._generation:
-                self._loading = True
                 try:
                     verified = load_active_packs(self.db, self.settings)
                     self._verified = _Verified(*verified)
@@ -130,22 +131,31 @@ class PackCatalog:
                     self._selected = {}
                 finally:
                     self._verified = None
-                    self._loading = False
             return self._all
 
     def begin_load(self) -> None:
-        """Say a load is coming (:meth:`load`, from another thread): until it has checked the packs,
-        :meth:`describe` reports ``checking`` instead of loading them itself."""
-        self._loading = True
+        """Say the first load is coming (:meth:`load`, from another thread): until then :meth:`describe`
+        reports ``checking`` instead of starting one itself."""
+        self._starting = True
 
     def load(self) -> None:
         """Check and compile the active packs now; a failure is logged (and retried on first use)."""
         try:
+            self._load_quietly()
+        finally:
+            self._starting = False
+
+    def _load_quietly(self) -> None:
+        try:
             self._current()
         except Exception:
             log.exception("could not load the active rule packs")
-        finally:
-            self._loading = False
+
+    def _reload_in_background(self) -> None:
+        with self._reload_guard:
+            if self._reloader is None or not self._reloader.is_alive():
+                self._reloader = threading.Thread(target=self._load_quietly, name="packs-reload", daemon=True)
+                self._reloader.start()
 
     @property
     def ruleset(self) -> RuleSet:
@@ -169,17 +179,21 @@ class PackCatalog:
             return self._selected[key]
 
     def describe(self) -> dict[str, Any]:
-        """The active, refused and expired packs. While a load compiles, the packs it has checked (files
-        and signatures), with ``compiled`` false, rather than waiting for it; ``checking`` true while it
-        has not checked them yet."""
-        verified = self._verified
+        """The active, refused and expired packs, without ever waiting for a compile: while a load
+        compiles, the packs it has checked (files and signatures); when the packs changed since the last
+        load, the last load's, while the new one runs in the background. ``compiled`` is false in both
+        cases; ``checking`` is true while there is nothing loaded yet."""
+        verified, current = self._verified, self._all
         if verified is not None:
             packs, refused, compiled = verified.packs, verified.errors, False
-        elif self._loading:
-            return {"active": [], "refused": [], "expired": [], "compiled": False, "checking": True}
+        elif current is not None and self._generation == self._read_generation():
+            packs, refused, compiled = current.packs, current.refused, True
         else:
-            ruleset = self._current()
-            packs, refused, compiled = ruleset.packs, ruleset.refused, True
+            if not self._starting:
+                self._reload_in_background()
+            if current is None:
+                return {"active": [], "refused": [], "expired": [], "compiled": False, "checking": True}
+            packs, refused, compiled = current.packs, current.refused, False
         now = clock.now()
         expired = [f"{p.id} {p.display_version} expired on {clock.iso(p.expires)}; import a renewed pack"
                    for p in packs if p.expires is not None and p.expires <= now]

@@ -16,10 +16,11 @@ atomic groups, verbose mode) gives no anchor, and a pattern with no anchor alway
 
 A capture on an identifier token (``(identifier) @v``, ``[(property_identifier) (field_identifier)] @v``)
 gives a tighter anchor. Lexers are maximal-munch: an identifier token never has ``[A-Za-z0-9_]`` right
-after it, nor before it, unless the token before is a number (``1iv`` in broken code, lexed as ``1`` and
-``iv``). So ``(#eq? @v "iv")`` need only be searched where ``iv`` stands as a word, and not inside
-``private``; and a ``#match?`` anchored at its start (every alternative opens with ``^``) or its end gets
-the same boundary on that side. Every other capture keeps the plain substring anchor.
+after it, nor before it, unless the token before is a number or an f-string conversion (``1iv`` or
+``{x!riv}`` in broken code, lexed as ``1`` or ``!r``, then ``iv``). So ``(#eq? @v "iv")`` need only
+be searched where ``iv`` stands as a word, and not inside ``private``; and a ``#match?`` anchored at its
+start (every alternative opens with ``^``) or its end gets the same boundary on that side. Every other
+capture keeps the plain substring anchor.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ _IDENTIFIER_TOKENS = frozenset({
     "shorthand_property_identifier", "shorthand_property_identifier_pattern", "statement_identifier",
 })
 # What may stand before and after an identifier token: not a character every grammar takes into an
-# identifier (or, before it, a number token that ends in such characters).
-_BEFORE_WORD = r"(?:^|[^A-Za-z0-9_]|[0-9][A-Za-z0-9_]*)"
+# identifier; or, before it, a token that ends in such characters: a number (``1iv``) or a Python
+# f-string conversion (``{x!riv}``), both only in code that does not compile.
+_BEFORE_WORD = r"(?:^|[^A-Za-z0-9_]|[0-9][A-Za-z0-9_]*|![A-Za-z])"
 _AFTER_WORD = r"(?:[^A-Za-z0-9_]|$)"
 _CAPTURE = re.compile(r"@([\w.-]+)")
 _FLAGS_OK = set("imsu")
@@ -202,8 +204,8 @@ def _token_captures(pattern: str) -> set[str]:
             stack.pop()
             if opener == "(":
                 is_token = len(elements) == 1 and elements[0][0] == "word" and elements[0][1] in _IDENTIFIER_TOKENS
-            else:
-                alternatives = [e for e in elements if e[0] != "word"]
+            else:  # an alternation: every alternative (a wildcard ``_`` too) must be an identifier token
+                alternatives = [e for e in elements if not (e[0] == "word" and str(e[1]).endswith(":"))]
                 is_token = bool(alternatives) and all(e == ("group", True) for e in alternatives)
             stack[-1][1].append(("group", is_token))
         elif token.startswith("@"):

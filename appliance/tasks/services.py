@@ -137,7 +137,8 @@ class Services:
             packs = self.catalog.describe()
             checks["packs"] = {"ok": not packs.get("checking"), **packs}
             if packs.get("checking"):
-                checks["packs"]["note"] = "checking the active packs' files and signatures"
+                checks["packs"]["note"] = ("the active packs are loaded after the model: their files and "
+                                           "signatures are checked, then their rules compiled")
             elif not packs["active"]:
                 checks["packs"]["note"] = "no rule pack is active: import signed packs with `cortex packs import`"
         except Exception as exc:  # readiness reports, never raises

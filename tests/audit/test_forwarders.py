@@ -109,6 +109,10 @@ def test_forwarding_to_rsyslog_survives_its_restart_and_ours(server_factory: Any
     assert all(e["hash"] == hashes[e["seq"]] for e in received)
     db = Database(data_dir / "appliance.db")
     try:
+        # The forwarder records its recovery after the send that rsyslog has just received: wait for it.
+        deadline = time.monotonic() + 60
+        while len(actions(db, "audit:forwarder:")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert actions(db, "audit:forwarder:") == ["audit:forwarder:added", "audit:forwarder:failing",
                                                    "audit:forwarder:recovered"]
     finally:

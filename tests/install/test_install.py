@@ -247,6 +247,26 @@ def _extra(bundle: Path) -> str:
     return "extra file: packs/backdoor.tar"
 
 
+def _tamper_runtime(bundle: Path) -> str:
+    library = next(p for p in sorted((bundle / "runtime").rglob("*.so*")) if p.stat().st_size > 1024)
+    data = bytearray(library.read_bytes())
+    data[512] ^= 1  # same length: only the sha256 tells
+    library.write_bytes(bytes(data))
+    return f"modified file: {library.relative_to(bundle).as_posix()} has sha256"
+
+
+def _hidden_extra(bundle: Path) -> str:
+    # A planted module, and a name with a newline that would split the installer's file lists.
+    (bundle / "runtime" / "sitecustomize.py").write_text("import os\n")
+    (bundle / "runtime" / "x\n").write_bytes(b"1")
+    return "has a control character in its name"
+
+
+def _link(bundle: Path) -> str:
+    (bundle / "runtime" / "passwd").symlink_to("/etc/passwd")
+    return "unexpected entry: ./runtime/passwd is neither a file nor a directory"
+
+
 def _bad_signature(bundle: Path) -> str:
     signature = bytearray((bundle / "MANIFEST.sig").read_bytes())
     signature[0] ^= 1
@@ -260,8 +280,10 @@ def _edited_manifest(bundle: Path) -> str:
     return "bad manifest signature"
 
 
-@pytest.mark.parametrize("tamper", [_tamper_binary, _missing, _extra, _bad_signature, _edited_manifest],
-                         ids=["tampered-binary", "missing-file", "extra-file", "bad-signature", "edited-manifest"])
+@pytest.mark.parametrize("tamper", [_tamper_binary, _tamper_runtime, _missing, _extra, _hidden_extra, _link,
+                                    _bad_signature, _edited_manifest],
+                         ids=["tampered-binary", "tampered-runtime-library", "missing-file", "extra-file",
+                              "extra-file-behind-a-newline-name", "symbolic-link", "bad-signature", "edited-manifest"])
 def test_a_bad_bundle_is_refused_naming_the_problem_and_nothing_is_installed(unpacked: Path, tmp_path: Path,
                                                                             tamper: object) -> None:
     assert callable(tamper)

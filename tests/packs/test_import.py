@@ -431,3 +431,34 @@ def test_a_template_takes_the_packs_active_at_review_time(fresh: tuple[Database,
     expected = [p for p in ("nist-800-53", "secure-coding", "secure-coding-core")
                 if p in test_trust.packs]
     assert resolved["packs"] == expected and resolved["template"] == "government"
+
+
+def test_the_catalog_never_makes_readiness_wait_for_a_compile(fresh: tuple[Database, Settings],
+                                                              test_trust: Trust) -> None:
+    """While another thread holds the catalog compiling, describe() (what /readyz shows) answers from
+    what it knows, and an import seen meanwhile is picked up in the background."""
+    import threading
+
+    from appliance.packs.service import PackCatalog
+
+    db, settings = fresh
+    import_pack(db, settings, test_trust.packs["secure-coding-core"], actor=Actor.cli())
+    catalog = PackCatalog(settings, db)
+    catalog.begin_load()
+    assert catalog.describe()["checking"] is True  # the service's first load has not run yet
+    catalog.load()
+    loaded = catalog.describe()
+    assert loaded["compiled"] is True and [p["id"] for p in loaded["active"]] == ["secure-coding-core"]
+
+    other = "secure-coding" if "secure-coding" in test_trust.packs else "secrets"
+    import_pack(db, settings, test_trust.packs[other], actor=Actor.cli())  # bumps the generation
+    answers: list[dict[str, Any]] = []
+    with catalog._lock:  # a compile in progress elsewhere holds it
+        asker = threading.Thread(target=lambda: answers.append(catalog.describe()))
+        asker.start()
+        asker.join(timeout=60)
+        assert not asker.is_alive(), "describe() waited for the compile"
+    assert answers[0]["compiled"] is False  # the last load's packs, while the new one runs
+    assert [p["id"] for p in answers[0]["active"]] == ["secure-coding-core"]
+    catalog.ruleset  # noqa: B018 - waits for the background reload
+    assert sorted(p["id"] for p in catalog.describe()["active"]) == sorted(["secure-coding-core", other])

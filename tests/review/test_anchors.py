@@ -52,7 +52,7 @@ def test_only_predicates_on_captures_every_match_has_are_anchors() -> None:
 
 
 def _word(anchor: str, start: bool = True, end: bool = True) -> str:
-    before = "(?:^|[^A-Za-z0-9_]|[0-9][A-Za-z0-9_]*)" if start else ""
+    before = "(?:^|[^A-Za-z0-9_]|[0-9][A-Za-z0-9_]*|![A-Za-z])" if start else ""
     return before + f"(?:{anchor})" + ("(?:[^A-Za-z0-9_]|$)" if end else "")
 
 
@@ -75,6 +75,8 @@ def _word(anchor: str, start: bool = True, end: bool = True) -> str:
     ('([(identifier) (attribute)] @f (#eq? @f "open"))', ["open"]),
     ('([(a (identifier) @x) (b (string) @x)] (#eq? @x "iv"))', ["iv"]),
     ('((identifier (x)) @q (#eq? @q "iv"))', ["iv"]),
+    ('((_ [(identifier) _] @x) (#eq? @x "nonce"))', ["nonce"]),  # the wildcard matches any node
+    ('((pair [key: (property_identifier)] @x) (#eq? @x "iv"))', [_word("iv")]),
     ('(("+=" @w) (#eq? @w "+="))', [re2.escape("+=")]),
 ])
 def test_identifier_tokens_get_word_boundaries(pattern: str, anchors: list[str]) -> None:
@@ -87,6 +89,7 @@ def test_identifier_tokens_get_word_boundaries(pattern: str, anchors: list[str])
     ("iv", "cipher(key, iv)", True),
     ("iv", "x = 1iv", True),  # broken code: the number 1, then the identifier iv
     ("iv", "x = 0x1fiv", True),
+    ("iv", 'f"{x!riv}"', True),
     ("iv", "y = $iv", True),
     ("iv", "é = iv", True),
     ("iv", "return iv", True),  # at the end of the text
@@ -99,7 +102,7 @@ def test_a_word_anchor_is_found_wherever_the_identifier_stands(anchor: str, text
 
 
 _BROKEN_CODE = {
-    "broken.py": "x = 1iv + 0x1fnonce\nprint($key, 2token)\ndef (iv\n",
+    "broken.py": "x = 1iv + 0x1fnonce\nprint($key, 2token)\ndef (iv\ny = f\"{x!riv}\"\n",
     "Broken.java": "class A { int x = 1iv; void f( { iv$ = nonce#x; } \n",
     "broken.js": "const x = 1iv; obj.#priv = $key; 0b1nonce\n",
     "broken.ts": "let x: number = 1iv; function (a { iv }\n",
