@@ -26,7 +26,7 @@ capture keeps the plain substring anchor.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import re2
 
@@ -93,8 +93,9 @@ def _strip_comments(pattern: str) -> str:
     return "".join(out)
 
 
-def _group_end(regex: str, start: int) -> int | None:
-    """The index just past the group opened at ``start``; None when it is not closed."""
+def _syntax(regex: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """Index, character and group depth of each character of ``regex`` from ``start`` that is neither
+    escaped nor inside a character class; a group's own parentheses are at the depth around it."""
     depth, i, in_class = 0, start, False
     while i < len(regex):
         c = regex[i]
@@ -108,14 +109,16 @@ def _group_end(regex: str, start: int) -> int | None:
             if regex.startswith(("[]", "[^]"), i):
                 i += 2 if regex[i + 1] == "]" else 3
                 continue
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+        else:
+            depth -= c == ")"
+            yield i, c, depth
+            depth += c == "("
         i += 1
-    return None
+
+
+def _group_end(regex: str, start: int) -> int | None:
+    """The index just past the group opened at ``start``; None when it is not closed."""
+    return next((i + 1 for i, c, depth in _syntax(regex, start) if c == ")" and depth == 0), None)
 
 
 def widen_regex(regex: str) -> str | None:
@@ -222,29 +225,8 @@ def _token_captures(pattern: str) -> set[str]:
 
 def _alternatives(regex: str) -> list[str]:
     """The top-level alternatives of ``regex``."""
-    parts, start, depth, i, in_class = [], 0, 0, 0, False
-    while i < len(regex):
-        c = regex[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            if regex.startswith(("[]", "[^]"), i):
-                i += 2 if regex[i + 1] == "]" else 3
-                continue
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "|" and depth == 0:
-            parts.append(regex[start:i])
-            start = i + 1
-        i += 1
-    parts.append(regex[start:])
-    return parts
+    bars = [i for i, c, depth in _syntax(regex) if c == "|" and depth == 0]
+    return [regex[i + 1:j] for i, j in zip([-1, *bars], [*bars, len(regex)], strict=True)]
 
 
 def _anchored_sides(regex: str) -> tuple[bool, bool]:
